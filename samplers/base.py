@@ -1,0 +1,146 @@
+"""The two sampler protocols and the helpers they share.
+
+**Iterative samplers** (ULA, MALA, SVGD, annealed Langevin, ...) are a pair of pure-ish methods
+over an explicit state, after blackjax: ``init(target, x, num_steps) -> state`` and
+``step(target, state, generator) -> (state, info)``. The state caches ``log_prob`` and ``score``
+at the current positions, so ``init`` evaluates the target once and each ``step`` once more:
+``K`` transitions cost ``K + 1`` target evaluations per particle. Kernels own no loops,
+progress bars or timers; the driver (the harness, or :func:`run_chain` in tests) does.
+
+**Neural implicit samplers** (DFT-NS, KL-NS, Fisher-NS) are trained once,
+``train(target, num_iterations, generator, callback) -> history``, and then draw samples with
+one generator forward pass, ``sample(n, generator)``, costing 0 target evaluations.
+
+Hyper-parameters are a frozen dataclass per sampler (``Params``); ``Sampler(**overrides)``
+rejects unknown keys with a one-line error listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from targets.base import Target
+
+
+def build_params(params_class: type, owner: str, overrides: Mapping[str, Any]) -> Any:
+    """Instantiate a frozen params dataclass, naming the bad key and valid keys on error."""
+    fields = {f.name: f for f in dataclasses.fields(params_class)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown parameter '{unknown[0]}' for sampler '{owner}'; "
+                         f"valid parameters: {', '.join(sorted(fields)) or '(none)'}")
+    return params_class(**overrides)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """For samplers without hyper-parameters."""
+
+
+@dataclass
+class ChainState:
+    """State shared by every iterative sampler (subclasses add fields).
+
+    Attributes:
+        x: ``(n, dim)`` current positions.
+        log_prob: ``(n,)`` cached ``log q~(x)`` (may be ``None`` for samplers that only need the score).
+        score: ``(n, dim)`` cached score at ``x``.
+        step_index: number of transitions taken so far.
+        num_steps: total transitions planned (budget ``K``); schedules and warm-up use it.
+    """
+
+    x: Tensor
+    log_prob: Tensor | None
+    score: Tensor
+    step_index: int
+    num_steps: int
+
+
+class Sampler(abc.ABC):
+    """Common surface of both kinds: registry metadata and typed parameters."""
+
+    name: ClassVar[str] = ""
+    pretty_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "iterative" or "neural"
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, **overrides: Any) -> None:
+        self.params = build_params(self.Params, self.name, overrides)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+
+class IterativeSampler(Sampler):
+    """A Markov-chain or particle sampler driven for ``num_steps`` transitions by the harness."""
+
+    kind: ClassVar[str] = "iterative"
+
+    def initial_positions(self, target: Target, n: int, generator: torch.Generator) -> Tensor:
+        """Starting points ``(n, dim)``; by default the target's (``N(0, I)`` unless it knows better)."""
+        return target.initial_positions(n, generator)
+
+    @abc.abstractmethod
+    def init(self, target: Target, x: Tensor, num_steps: int) -> ChainState:
+        """State at positions ``x`` ``(n, dim)`` for a run of ``num_steps`` transitions."""
+
+    @abc.abstractmethod
+    def step(self, target: Target, state: ChainState,
+             generator: torch.Generator) -> tuple[ChainState, dict[str, Tensor]]:
+        """One transition. ``info`` holds diagnostics only (acceptance rate, step size, ...)."""
+
+    def finalize(self, target: Target, state: ChainState) -> Tensor:
+        """The returned samples ``(n, dim)``; samplers with a final denoising step override it."""
+        return state.x
+
+
+def run_chain(sampler: IterativeSampler, target: Target, n: int, num_steps: int,
+              generator: torch.Generator,
+              on_step: Callable[[ChainState, dict[str, Tensor]], None] | None = None) -> Tensor:
+    """The reference driver: initial positions, ``num_steps`` transitions, final samples.
+
+    Returns:
+        ``(n, dim)`` samples.
+    """
+    state = sampler.init(target, sampler.initial_positions(target, n, generator), num_steps)
+    for _ in range(num_steps):
+        state, info = sampler.step(target, state, generator)
+        if on_step is not None:
+            on_step(state, info)
+    return sampler.finalize(target, state)
+
+
+#: ``callback(iteration, sampler) -> {metric: value}``, called every ``log_every`` iterations by
+#: neural samplers during training; the harness uses it to log e.g. KSD on a fixed batch.
+TrainingCallback = Callable[[int, "NeuralSampler"], Mapping[str, float]]
+
+
+class NeuralSampler(Sampler):
+    """A trained generator ``x = g_theta(z)``: train once, then sample in one forward pass."""
+
+    kind: ClassVar[str] = "neural"
+
+    @abc.abstractmethod
+    def train(self, target: Target, num_iterations: int, generator: torch.Generator,
+              callback: TrainingCallback | None = None, progress: bool = False) -> list[dict]:
+        """Train against ``target``; returns the history, rows ``{iteration, metric, value}``."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``(n, dim)`` samples from one generator pass; evaluates no target."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to sample again (network weights and their shapes)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""

@@ -1,0 +1,135 @@
+"""The target protocol: an unnormalised density on R^d that samplers query.
+
+Conventions (shared by every spec file):
+
+* ``x`` has shape ``(n, dim)``; ``log_prob(x)`` returns ``(n,)``, the *unnormalised*
+  log-density ``log q~(x)``; ``score(x)`` returns ``(n, dim)``, ``grad_x log q~(x)``.
+* Every tensor a target creates lives on ``target.device`` with ``target.dtype``.  A target is
+  cheap to build, so moving it means building it again (``make_target(..., device=...)``).
+* Randomness is an argument: a ``torch.Generator`` on the target's device.
+* ``score`` defaults to autograd through ``log_prob``; analytic overrides are plain torch ops on
+  ``x``, so ``create_graph=True`` (needed by DFT-NS, whose gradient contains a Hessian-vector
+  product through the target score) works for both.
+
+What a target provides is declared in :attr:`Target.provides`; metrics declare what they need
+(see ``benchmark.metrics``), so the metrics that make sense for a target follow from it:
+
+* ``"score"``: ``log_prob`` / ``score`` (every target);
+* ``"reference"``: exact or grid reference samples through :meth:`Target.sample`;
+* ``"modes"``: known mixture components through :meth:`Target.modes`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A seeded generator on ``device`` (CUDA generators differ from CPU ones)."""
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(int(seed) % (2**63))
+    return generator
+
+
+@dataclass(frozen=True)
+class Modes:
+    """Known components of a mixture target.
+
+    Attributes:
+        locations: ``(num_modes, dim)`` component centres; samples are assigned to the nearest.
+        weights: ``(num_modes,)`` mixing weights summing to one.
+    """
+
+    locations: Tensor
+    weights: Tensor
+
+
+class Target(abc.ABC):
+    """Base class of every target.
+
+    Subclasses set the class attributes, implement :meth:`log_prob`, and may override
+    :meth:`score` / :meth:`log_prob_and_score` with analytic forms, :meth:`sample` with an
+    exact sampler, :meth:`modes` and :meth:`initial_positions`.
+
+    Args:
+        dim: dimension ``d`` of the sample space.
+        device: where every tensor of this target lives.
+        dtype: floating-point type of inputs and constants.
+    """
+
+    name: ClassVar[str] = ""
+    pretty_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.dim = int(dim)
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    # -- helpers --------------------------------------------------------------------------
+    def tensor(self, value) -> Tensor:
+        """``value`` as a tensor on this target's device and dtype."""
+        return torch.as_tensor(value, device=self.device, dtype=self.dtype)
+
+    def randn(self, *shape: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(*shape, generator=generator, device=self.device, dtype=self.dtype)
+
+    def rand(self, *shape: int, generator: torch.Generator) -> Tensor:
+        return torch.rand(*shape, generator=generator, device=self.device, dtype=self.dtype)
+
+    # -- the density ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Unnormalised log-density. ``(n, dim) -> (n,)``."""
+
+    def score(self, x: Tensor, create_graph: bool = False) -> Tensor:
+        """``grad_x log q~(x)``. ``(n, dim) -> (n, dim)``.
+
+        Args:
+            x: points.
+            create_graph: keep the graph so the returned score can be differentiated again
+                (Hessian-vector products); ``x`` must then be part of the caller's graph.
+        """
+        return self.log_prob_and_score(x, create_graph=create_graph)[1]
+
+    def log_prob_and_score(self, x: Tensor, create_graph: bool = False) -> tuple[Tensor, Tensor]:
+        """Both at once, for the cost of one evaluation. Returns ``(n,)`` and ``(n, dim)``."""
+        with torch.enable_grad():
+            leaf = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+            log_prob = self.log_prob(leaf)
+            (score,) = torch.autograd.grad(log_prob.sum(), leaf, create_graph=create_graph)
+        if not create_graph:
+            log_prob = log_prob.detach()
+        return log_prob, score
+
+    # -- what else the target offers ------------------------------------------------------
+    @property
+    def provides(self) -> frozenset[str]:
+        """Capabilities the metrics rely on: ``score`` always, ``reference``, ``modes``."""
+        caps = {"score"}
+        if type(self).sample is not Target.sample:
+            caps.add("reference")
+        if self.modes() is not None:
+            caps.add("modes")
+        return frozenset(caps)
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` reference samples ``(n, dim)``, exact (or from a fine grid where stated)."""
+        raise NotImplementedError(f"target '{self.name}' has no reference sampler")
+
+    def modes(self) -> Modes | None:
+        """Mixture components, for mode-weight error and mode recall; ``None`` if not a mixture."""
+        return None
+
+    def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
+        """Where iterative samplers start: ``N(0, I)`` unless a target knows better."""
+        return self.randn(n, self.dim, generator=generator)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, device={self.device})"

@@ -133,3 +133,22 @@ class Target(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, device={self.device})"
+
+
+class AnalyticScoreTarget(Target):
+    """A target whose score is written out in torch ops on ``x``.
+
+    Subclasses implement :meth:`_log_prob_and_score`. Without ``create_graph`` it runs under
+    ``no_grad`` (no graph is kept, as for the autograd default); with it, the ops stay on the
+    caller's graph through ``x`` so Hessian-vector products work.
+    """
+
+    @abc.abstractmethod
+    def _log_prob_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(n,)`` log-density and ``(n, dim)`` score of ``x`` ``(n, dim)``."""
+
+    def log_prob_and_score(self, x: Tensor, create_graph: bool = False) -> tuple[Tensor, Tensor]:
+        if create_graph:
+            return self._log_prob_and_score(x)
+        with torch.no_grad():
+            return self._log_prob_and_score(x)

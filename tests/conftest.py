@@ -19,3 +19,15 @@ def pytest_collection_modifyitems(config, items):
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test single-threaded: its tensors are tiny, and on a shared 2-core machine the
+    intra-op thread pool only adds contention (measured 10-100x slower per op under load)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

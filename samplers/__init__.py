@@ -1,0 +1,17 @@
+"""The sampler registry: a plain dict from registry name to sampler class.
+
+Adding a sampler = one module implementing :class:`samplers.base.IterativeSampler` or
+:class:`samplers.base.NeuralSampler`, plus one line here; the contract tests then cover it.
+"""
+
+from samplers.annealed import AnnealedLangevin
+from samplers.base import IterativeSampler, NeuralSampler, Sampler
+from samplers.langevin import MALA, ULA
+from samplers.neural import DFTNS, KLNS, FisherNS
+from samplers.svgd import SVGD
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (ULA, MALA, SVGD, AnnealedLangevin, DFTNS, KLNS, FisherNS)
+}
+
+__all__ = ["SAMPLERS", "Sampler", "IterativeSampler", "NeuralSampler"]

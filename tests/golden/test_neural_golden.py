@@ -1,0 +1,154 @@
+"""Golden tiny-budget runs of the neural samplers on CPU, and their training-loop contract.
+
+Budgets are reduced from the defaults (3 x 256 SiLU networks, 3000 iterations, about 43 s per
+1000 iterations on this machine) to width 64 and 1000 iterations so each run takes ~10 s. The
+DFT-NS golden runs also use sigma = 0.3 and sampler_lr = 3e-4: at the default sigma = 0.05 the
+gradient noise (it scales like 1/sigma) keeps the sampler far from converged at this budget.
+Energy distances use n = 1000 against exact samples; the floor is the same statistic between two
+independent exact sets of size n, averaged over 5 seeds. Everything is seeded, CPU, float32.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.metrics.distances import energy_distance
+from benchmark.metrics.modes import mode_weights
+from samplers.neural import DFTNS, KLNS, FisherNS, NeuralImplicitSampler
+from targets import CountingTarget, make_generator, make_target
+
+N = 1000
+GOLDEN = dict(sigma=0.3, hidden_width=64, batch_size=512, sampler_lr=3e-4)
+GOLDEN_ITERATIONS = 1000
+TINY = dict(hidden_width=16, hidden_depth=2, batch_size=32, log_every=5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine two threads ran ~7x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def floor(target) -> float:
+    """Mean energy distance between two independent exact sample sets of size N (5 seeds)."""
+    values = [float(energy_distance(target.sample(N, make_generator(100 + k)),
+                                    target.sample(N, make_generator(200 + k))))
+              for k in range(5)]
+    return sum(values) / len(values)
+
+
+def train_golden(target, iterations: int = GOLDEN_ITERATIONS) -> DFTNS:
+    sampler = DFTNS(**GOLDEN)
+    sampler.train(target, iterations, make_generator(0))
+    return sampler
+
+
+def distance(sampler: NeuralImplicitSampler, target) -> float:
+    reference = target.sample(N, make_generator(2))
+    return float(energy_distance(sampler.sample(N, make_generator(1)), reference))
+
+
+def test_dft_gaussian_reaches_twice_the_floor():
+    target = make_target("gaussian")
+    limit = 2.0 * floor(target)
+    untrained = train_golden(target, iterations=0)
+    assert distance(untrained, target) > limit
+    trained = train_golden(target)
+    assert distance(trained, target) <= limit
+    assert trained.ledger["train_iterations"] == GOLDEN_ITERATIONS
+
+
+def test_dft_mog2_untrained_generator_fails_the_golden_check():
+    target = make_target("mog2")
+    untrained = train_golden(target, iterations=0)
+    x = untrained.sample(N, make_generator(1))
+    balanced = bool((mode_weights(x, target.modes()) - 0.5).abs().max() <= 0.1)
+    close = distance(untrained, target) <= 3.0 * floor(target)
+    assert not (close and balanced)
+    # The untrained output is a small blob near the origin, which the nearest-mode rule can
+    # split about evenly (0.53 / 0.47 here): it is the distance that fails, by far.
+    assert not close
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DFT-NS (this reconstruction) drains one mode of mog2 at CPU golden budgets: sigma = 0.3 "
+    "ends at weights 0.99/0.01; sigma = 0.05-0.1 stays balanced longer but is still 25-100x "
+    "the floor after 1500-3000 iterations, and drifts to one mode with larger learning rates; "
+    "see the report of the neural-samplers task"))
+def test_dft_mog2_reaches_three_times_the_floor_with_balanced_modes():
+    target = make_target("mog2")
+    limit = 3.0 * floor(target)
+    trained = train_golden(target)
+    weights = mode_weights(trained.sample(N, make_generator(1)), target.modes())
+    assert (weights - 0.5).abs().max() <= 0.1
+    assert distance(trained, target) <= limit
+
+
+def test_checkpoint_round_trip_and_sampling_costs_no_target_evaluation(tmp_path):
+    target = CountingTarget(make_target("mog2"))
+    sampler = DFTNS(**TINY)
+    sampler.train(target, 10, make_generator(0))
+    assert target.num_evaluations > 0
+    target.reset()
+    path = tmp_path / "dft.pt"
+    sampler.save(path)
+    restored = DFTNS()  # parameters come from the checkpoint
+    restored.load(path)
+    assert restored.params == sampler.params
+    torch.testing.assert_close(restored.sample(64, make_generator(7)),
+                               sampler.sample(64, make_generator(7)), rtol=0, atol=0)
+    x = sampler.sample(N, make_generator(8))
+    assert x.shape == (N, 2) and torch.isfinite(x).all()
+    assert target.num_evaluations == 0 and target.num_calls == 0  # sampling never sees q
+    with pytest.raises(ValueError, match="kl_ns"):
+        KLNS().load(path)
+
+
+@pytest.mark.parametrize("sampler_class, hvp_per_evaluation", [
+    (DFTNS, 1), (KLNS, 0), (FisherNS, 1),
+])
+def test_training_counts_target_evaluations_and_is_deterministic(sampler_class,
+                                                                  hvp_per_evaluation):
+    iterations = 12
+    target = CountingTarget(make_target("mog2"))
+    first = sampler_class(**TINY)
+    history = first.train(target, iterations, make_generator(3))
+    # One target evaluation per sample per sampler step; DSM steps never touch the target.
+    assert target.num_evaluations == iterations * TINY["batch_size"]
+    assert target.num_hvp == hvp_per_evaluation * target.num_evaluations
+    assert {row["iteration"] for row in history} == {5, 10, 12}
+    assert all(set(row) == {"iteration", "metric", "value"} for row in history)
+    assert first.ledger["train_iterations"] == iterations and first.ledger["train_seconds"] > 0
+    second = sampler_class(**TINY)
+    second.train(make_target("mog2"), iterations, make_generator(3))
+    torch.testing.assert_close(first.sample(64, make_generator(4)),
+                               second.sample(64, make_generator(4)), rtol=0, atol=0)
+
+
+def test_callback_metrics_enter_the_history():
+    calls = []
+
+    def callback(iteration, sampler):
+        calls.append(iteration)
+        return {"mean_norm": float(sampler.sample(16, make_generator(9)).norm(dim=-1).mean())}
+
+    history = KLNS(**TINY).train(make_target("gaussian"), 10, make_generator(0), callback)
+    assert calls == [5, 10]
+    assert [row["iteration"] for row in history if row["metric"] == "mean_norm"] == [5, 10]
+
+
+def test_noised_output_adds_sigma_noise_to_the_clean_output():
+    target = make_target("gaussian")
+    noised, clean = DFTNS(output="noised", **TINY), DFTNS(output="clean", **TINY)
+    noised.train(target, 0, make_generator(0))
+    clean.train(target, 0, make_generator(0))
+    # Same z (drawn first), so the difference is sigma * eps; its variance is sigma^2.
+    difference = noised.sample(20000, make_generator(5)) - clean.sample(20000, make_generator(5))
+    variance = difference.var(dim=0)
+    # Sample variance of n = 20000 normals has relative s.d. sqrt(2/n) = 1%; 5% > 3.29 s.d.
+    # (two-sided alpha = 1e-3).
+    torch.testing.assert_close(variance, torch.full_like(variance, 0.05**2), rtol=0.05, atol=0)

@@ -50,7 +50,7 @@ class ChainState:
 
     Attributes:
         x: ``(n, dim)`` current positions.
-        log_prob: ``(n,)`` cached ``log q~(x)`` (may be ``None`` for samplers that only need the score).
+        log_prob: ``(n,)`` cached ``log q~(x)``; ``None`` for samplers that need only the score.
         score: ``(n, dim)`` cached score at ``x``.
         step_index: number of transitions taken so far.
         num_steps: total transitions planned (budget ``K``); schedules and warm-up use it.
@@ -63,7 +63,7 @@ class ChainState:
     num_steps: int
 
 
-class Sampler(abc.ABC):
+class Sampler(abc.ABC):  # noqa: B024 - abstract through its two subclasses
     """Common surface of both kinds: registry metadata and typed parameters."""
 
     name: ClassVar[str] = ""
@@ -85,7 +85,7 @@ class IterativeSampler(Sampler):
     kind: ClassVar[str] = "iterative"
 
     def initial_positions(self, target: Target, n: int, generator: torch.Generator) -> Tensor:
-        """Starting points ``(n, dim)``; by default the target's (``N(0, I)`` unless it knows better)."""
+        """Starting points ``(n, dim)``: the target's own choice (``N(0, I)`` by default)."""
         return target.initial_positions(n, generator)
 
     @abc.abstractmethod

@@ -1,0 +1,139 @@
+"""``python -m benchmark``: the command line.
+
+Exit codes: 0 success; 1 some cell failed; 2 usage or input error (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from benchmark.matrix import MATRIX_DIR, MatrixError, check_device, load_matrix
+
+RESULTS_DIR = Path("results")
+
+
+class UsageError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _command_list(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from benchmark.metrics import METRICS
+    from samplers import SAMPLERS
+    from targets import TARGETS
+
+    def show(title: str, entries: dict[str, str]) -> None:
+        print(f"{title}:")
+        width = max(map(len, entries), default=0)
+        for name, description in entries.items():
+            print(f"  {name:<{width}}  {description}")
+
+    show("targets", {name: cls.description for name, cls in TARGETS.items()})
+    show("samplers", {name: f"[{cls.kind}] {cls.description}" for name, cls in SAMPLERS.items()})
+    show("metrics", {name: metric.description for name, metric in METRICS.items()})
+    show("matrices", {path.stem: tomllib.loads(path.read_text()).get("description", "")
+                      for path in sorted(MATRIX_DIR.glob("*.toml"))})
+    return 0
+
+
+def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
+    from benchmark.store import ResultsStore
+    from benchmark.tables import caption, metric_table, to_markdown
+
+    rows = ResultsStore(store_dir).load()
+    if rows.empty:
+        raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
+    tables_dir = store_dir / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    for metric in metrics or sorted(rows["metric"].unique()):
+        text = f"{caption(rows, metric)}\n\n{to_markdown(metric_table(rows, metric))}\n"
+        (tables_dir / f"{metric}.md").write_text(text)
+        print(f"\n{text}")
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    from benchmark.runner import plan_cells, run_matrix
+    from benchmark.store import ResultsStore
+
+    if args.device is not None:
+        check_device(args.device)
+    matrix = load_matrix(args.matrix, device=args.device)
+    if matrix.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(matrix.num_threads)
+    out = Path(args.out) if args.out else RESULTS_DIR / "runs" / matrix.name
+    store = ResultsStore(out)
+    cells = plan_cells(matrix)
+    todo = [c for c in cells if args.force or not store.has_cell(c.cell_id)]
+    print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
+          f"results in {out}", flush=True)
+    if args.dry_run:
+        return 0
+    start = time.perf_counter()
+    failed = 0
+    bar = tqdm(total=len(todo), desc=matrix.name, unit="cell", disable=None)
+    for cell, rows in run_matrix(matrix, store, cache_dir=args.cache, force=args.force,
+                                 progress=args.progress):
+        bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
+        bar.update()
+        if rows and rows[0]["status"] == "failed":
+            failed += 1
+            tqdm.write(f"failed: {cell.target.label} {cell.sampler_label}@{cell.budget} "
+                       f"seed {cell.seed}: {rows[0]['reason']}")
+    bar.close()
+    print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed")
+    _print_tables(out, [m for m in matrix.metrics])
+    return 1 if failed else 0
+
+
+def _command_table(args: argparse.Namespace) -> int:
+    _print_tables(Path(args.store), args.metric)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark",
+                                     description="Benchmark samplers of un-normalised densities.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a matrix of cells into a results store")
+    run.add_argument("matrix", nargs="?", default="default",
+                     help="shipped matrix name or path to a TOML file (default: default)")
+    run.add_argument("--out", help="results store directory (default: results/runs/<matrix>)")
+    run.add_argument("--cache", default=str(RESULTS_DIR / "cache"),
+                     help="trained-sampler cache directory (default: results/cache)")
+    run.add_argument("--device", help="override the matrix's device (cpu, cuda, cuda:1)")
+    run.add_argument("--force", action="store_true", help="rerun cells that already finished")
+    run.add_argument("--dry-run", action="store_true", help="validate and count cells only")
+    run.add_argument("--progress", action="store_true", help="progress bars inside training")
+    run.set_defaults(handler=_command_run)
+
+    table = commands.add_parser("table", help="print tables of a results store")
+    table.add_argument("store", help="results store directory")
+    table.add_argument("--metric", action="append", help="metric(s) to tabulate (default: all)")
+    table.set_defaults(handler=_command_table)
+
+    listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
+    listing.set_defaults(handler=_command_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (MatrixError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The results store: tidy rows, one CSV file per finished cell, written atomically.
+
+Layout under the store's root directory::
+
+    cells/<cell_id>.csv      one row per (cell, metric); the file exists iff the cell finished
+    history/<train_key>.csv  training history of one trained neural sampler
+
+Why one file per cell: a file is written to a temporary name, flushed to disk and renamed into
+place (``os.replace`` is atomic on POSIX), so killing the run at any moment loses at most the
+cells in flight and can never leave a half-written row behind; resuming is an existence check;
+the files are plain text, so committed reference results diff cleanly. Only one process (the
+client) writes, so there is no locking.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+#: The fixed schema of a result row (HARNESS.md "Running a cell"). Order is the column order.
+COLUMNS: tuple[str, ...] = (
+    "matrix",           # matrix name
+    "cell_id",          # hash of (matrix seed, target, sampler, params, budget, seed, n, dtype)
+    "target",           # target label as written in tables (e.g. "gaussian_d10")
+    "target_name",      # registry name or import path
+    "target_params",    # canonical JSON
+    "sampler",          # sampler label (e.g. "dft_ns_partial"); "reference" for floor rows
+    "sampler_name",     # registry name or import path
+    "params",           # canonical JSON of the *resolved* sampler parameters
+    "budget",           # transitions (iterative) or generator passes (neural); 0 for floor rows
+    "seed",             # the matrix-level seed of this replicate
+    "cell_seed",        # the seed actually used, hashed from the cell's identity
+    "n",                # number of samples evaluated
+    "status",           # ok | diverged | failed
+    "metric",           # metric name
+    "value",            # metric value (NaN when not computed; see reason)
+    "reason",           # why a value is missing or non-finite; empty otherwise
+    "nfe",              # target evaluations per particle while sampling
+    "train_nfe",        # target evaluations during training, total rows (neural only)
+    "train_hvp",        # Hessian-vector products during training, total rows (neural only)
+    "train_iterations", # training iterations (neural only)
+    "train_seconds",    # training wall-clock (neural only; reused from cache when cached)
+    "sample_seconds",   # sampling wall-clock for n samples, after warm-up, device-synchronised
+    "metric_seconds",   # time spent computing this metric
+    "device",           # e.g. cpu, cuda:0
+    "num_threads",      # torch intra-op threads
+    "worker",           # who ran the cell (host:pid or a Dask worker address)
+    "torch_version",
+    "package_version",
+    "git_commit",
+    "timestamp",        # ISO 8601 UTC, when the cell finished
+)
+
+HISTORY_COLUMNS: tuple[str, ...] = ("train_key", "target", "sampler", "params", "seed",
+                                    "iteration", "metric", "value")
+
+
+def _atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            frame.to_csv(stream, index=False, na_rep="nan")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+class ResultsStore:
+    """A directory of finished cells and training histories.
+
+    Args:
+        root: the store's directory (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.history_dir = self.root / "history"
+
+    def has_cell(self, cell_id: str) -> bool:
+        return (self.cells_dir / f"{cell_id}.csv").exists()
+
+    def write_cell(self, cell_id: str, rows: Iterable[Mapping]) -> None:
+        """Store all rows of one finished cell at once (atomically)."""
+        frame = pd.DataFrame(list(rows))
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"result rows lack columns: {', '.join(missing)}")
+        _atomic_write_csv(self.cells_dir / f"{cell_id}.csv", frame[list(COLUMNS)])
+
+    def has_history(self, train_key: str) -> bool:
+        return (self.history_dir / f"{train_key}.csv").exists()
+
+    def write_history(self, train_key: str, rows: Iterable[Mapping]) -> None:
+        frame = pd.DataFrame(list(rows), columns=list(HISTORY_COLUMNS))
+        _atomic_write_csv(self.history_dir / f"{train_key}.csv", frame)
+
+    def load(self) -> pd.DataFrame:
+        """Every stored row, sorted deterministically (so tables do not depend on file order)."""
+        order = ["target", "sampler", "budget", "seed", "metric"]
+        return self._load(self.cells_dir, COLUMNS, order)
+
+    def load_history(self) -> pd.DataFrame:
+        return self._load(self.history_dir, HISTORY_COLUMNS, ["train_key", "metric", "iteration"])
+
+    @staticmethod
+    def _load(directory: Path, columns: tuple[str, ...], order: list[str]) -> pd.DataFrame:
+        files = sorted(directory.glob("*.csv")) if directory.exists() else []
+        if not files:
+            return pd.DataFrame(columns=list(columns))
+        frame = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=["nan"])
+                           for f in files], ignore_index=True)
+        return frame.sort_values(order, kind="mergesort").reset_index(drop=True)

@@ -1,0 +1,178 @@
+"""The first `run`: cells, seeds, NFE, statuses, the store, resume and the printed table."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.matrix import parse_matrix
+from benchmark.runner import Runner, plan_cells, run_matrix
+from benchmark.store import COLUMNS, ResultsStore
+
+TINY = {
+    "name": "tiny",
+    "seeds": [0, 1],
+    "n": 64,
+    "metrics": ["ksd", "energy_distance", "mode_weight_error"],
+    "targets": ["gaussian"],
+    "samplers": [
+        {"name": "mala", "budgets": [3, 6]},
+        {"name": "toy_plugins:ExplodingSampler", "label": "exploding", "budgets": [4]},
+        {"name": "toy_plugins:RaisingSampler", "label": "raising", "budgets": [2]},
+    ],
+}
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    matrix = parse_matrix(TINY)
+    store = ResultsStore(tmp_path / "store")
+    finished = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+    return matrix, store, finished
+
+
+def test_plan_covers_the_matrix_and_floors():
+    cells = plan_cells(parse_matrix(TINY))
+    # floors: 1 target x 2 seeds; samplers: (2 + 1 + 1) budgets x 2 seeds
+    assert len(cells) == 2 + 8
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_cell_seeds_are_shared_across_budgets_and_differ_across_seeds():
+    cells = [c for c in plan_cells(parse_matrix(TINY)) if c.sampler_label == "mala"]
+    by = {(c.budget, c.seed): c for c in cells}
+    assert by[(3, 0)].cell_seed == by[(6, 0)].cell_seed
+    assert by[(3, 0)].cell_seed != by[(3, 1)].cell_seed
+    assert by[(3, 0)].reference_seed == [c for c in plan_cells(parse_matrix(TINY))
+                                         if c.sampler is None and c.seed == 0][0].reference_seed
+
+
+def test_rows_have_the_schema_and_one_row_per_metric(tiny_run):
+    matrix, store, finished = tiny_run
+    rows = store.load()
+    assert list(rows.columns) == list(COLUMNS)
+    assert len(rows) == len(plan_cells(matrix)) * len(matrix.metrics)
+    assert set(rows["status"]) == {"ok", "diverged", "failed"}
+
+
+def test_nfe_follows_the_rule(tiny_run):
+    rows = tiny_run[1].load()
+    mala = rows[rows["sampler"] == "mala"]
+    # init evaluates once, every transition once more: K transitions = K + 1 per particle
+    assert (mala["nfe"] == mala["budget"] + 1).all()
+    assert (rows[rows["sampler"] == "reference"]["nfe"] == 0).all()
+
+
+def test_diverged_and_failed_cells_are_results(tiny_run):
+    rows = tiny_run[1].load()
+    exploding = rows[rows["sampler"] == "exploding"]
+    assert (exploding["status"] == "diverged").all()
+    assert exploding["reason"].str.startswith("diverged: ").all()
+    assert exploding["value"].isna().all()
+    raising = rows[rows["sampler"] == "raising"]
+    assert (raising["status"] == "failed").all()
+    assert (raising["reason"] == "RuntimeError: deliberate failure").all()
+
+
+def test_inapplicable_metric_has_a_reason(tiny_run):
+    rows = tiny_run[1].load()
+    mode = rows[(rows["metric"] == "mode_weight_error") & (rows["status"] == "ok")]
+    assert mode["value"].isna().all()
+    assert mode["reason"].str.contains("does not provide modes").all()
+    ksd = rows[(rows["metric"] == "ksd") & (rows["status"] == "ok")]
+    assert ksd["value"].map(math.isfinite).all() and (ksd["reason"] == "").all()
+
+
+def test_rerun_skips_finished_cells_and_force_reruns(tiny_run, tmp_path):
+    matrix, store, finished = tiny_run
+    assert len(finished) == len(plan_cells(matrix))
+    assert list(run_matrix(matrix, store, cache_dir=tmp_path / "cache")) == []
+    rerun = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache", force=True))
+    assert len(rerun) == len(finished)
+    assert len(store.load()) == len(plan_cells(matrix)) * len(matrix.metrics)
+
+
+def test_same_cell_gives_the_same_values(tiny_run, tmp_path):
+    matrix, store, _ = tiny_run
+    cell = next(c for c in plan_cells(matrix) if c.sampler_label == "mala")
+    again = Runner(ResultsStore(tmp_path / "other"), tmp_path / "cache").run_cell(cell)
+    stored = store.load().set_index(["cell_id", "metric"])
+    for row in again:
+        expected = stored.loc[(cell.cell_id, row["metric"]), "value"]
+        assert (math.isnan(expected) and math.isnan(row["value"])) or row["value"] == expected
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    import benchmark.store as store_module
+
+    store = ResultsStore(tmp_path)
+    row = {column: 0 for column in COLUMNS}
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_cell("abc", [row])
+    assert not store.has_cell("abc")
+    assert list((tmp_path / "cells").iterdir()) == []
+
+
+def test_cli_run_prints_the_ksd_table_and_exits_1_on_failed_cells(tmp_path, capsys):
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent("""
+        name = "tiny"
+        seeds = [0, 1]
+        n = 64
+        metrics = ["ksd"]
+        targets = ["gaussian", "mog2"]
+        [[samplers]]
+        name = "mala"
+        budgets = [5]
+        [[samplers]]
+        name = "toy_plugins:RaisingSampler"
+        label = "raising"
+        budgets = [1]
+    """))
+    code = main(["run", str(path), "--out", str(tmp_path / "out"),
+                 "--cache", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| mala@5" in out and "| reference (floor)" in out and "failed" in out
+    table = (tmp_path / "out" / "tables" / "ksd.md").read_text()
+    assert "over 2 seed(s), n = 64" in table
+    assert main(["table", str(tmp_path / "out"), "--metric", "ksd"]) == 0
+
+
+def test_list_prints_every_registry(capsys):
+    from benchmark.metrics import METRICS
+    from samplers import SAMPLERS
+    from targets import TARGETS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [*TARGETS, *SAMPLERS, *METRICS, "default"]:
+        assert f"  {name} " in out
+
+
+def test_dry_run_runs_nothing(tmp_path, capsys):
+    assert main(["run", "default", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert "cells" in capsys.readouterr().out
+    assert not (tmp_path / "cells").exists()
+
+
+def test_store_round_trips_nan_inf_and_empty_reasons(tmp_path):
+    store = ResultsStore(tmp_path)
+    base = {column: "x" for column in COLUMNS}
+    rows = [{**base, "value": math.nan, "reason": "why", "budget": 1, "seed": 0},
+            {**base, "value": math.inf, "reason": "", "budget": 1, "seed": 1},
+            {**base, "value": 0.5, "reason": "", "budget": 1, "seed": 2}]
+    store.write_cell("c1", rows)
+    loaded = store.load()
+    assert math.isnan(loaded["value"][0]) and loaded["value"][1] == math.inf
+    assert list(loaded["reason"]) == ["why", "", ""]
+    assert isinstance(loaded, pd.DataFrame)

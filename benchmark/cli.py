@@ -58,7 +58,7 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import plan_cells, run_matrix
+    from benchmark.runner import in_shard, plan_cells, run_matrix
     from benchmark.store import ResultsStore
 
     if args.device is not None:
@@ -70,7 +70,8 @@ def _command_run(args: argparse.Namespace) -> int:
         torch.set_num_threads(matrix.num_threads)
     out = Path(args.out) if args.out else RESULTS_DIR / "runs" / matrix.name
     store = ResultsStore(out)
-    cells = plan_cells(matrix)
+    shard = _parse_shard(args.shard)
+    cells = [c for c in plan_cells(matrix) if in_shard(c, shard)]
     todo = [c for c in cells if args.force or not store.has_cell(c.cell_id)]
     print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
           f"results in {out}", flush=True)
@@ -80,7 +81,7 @@ def _command_run(args: argparse.Namespace) -> int:
     failed = 0
     bar = tqdm(total=len(todo), desc=matrix.name, unit="cell", disable=None)
     for cell, rows in run_matrix(matrix, store, cache_dir=args.cache, force=args.force,
-                                 progress=args.progress):
+                                 progress=args.progress, shard=shard):
         bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
         bar.update()
         if rows and rows[0]["status"] == "failed":
@@ -91,6 +92,15 @@ def _command_run(args: argparse.Namespace) -> int:
     print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed")
     _print_tables(out, [m for m in matrix.metrics])
     return 1 if failed else 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise UsageError(f"--shard: expected INDEX/COUNT with 0 <= INDEX < COUNT, got '{text}'")
+    return int(index), int(count)
 
 
 def _command_table(args: argparse.Namespace) -> int:
@@ -113,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun cells that already finished")
     run.add_argument("--dry-run", action="store_true", help="validate and count cells only")
     run.add_argument("--progress", action="store_true", help="progress bars inside training")
+    run.add_argument("--shard", metavar="INDEX/COUNT",
+                     help="run only shard INDEX of COUNT disjoint shards (parallel processes "
+                          "on one store; tables are printed by each, complete after the last)")
     run.set_defaults(handler=_command_run)
 
     table = commands.add_parser("table", help="print tables of a results store")

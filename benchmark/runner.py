@@ -384,14 +384,31 @@ class Runner:
         }
 
 
-def run_matrix(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike,
-               force: bool = False, progress: bool = False) -> Iterator[tuple[Cell, list[dict]]]:
-    """Run every unfinished cell in order, writing each as soon as it finishes.
+def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
+    """Whether ``cell`` belongs to shard ``(index, count)``.
 
+    Shards split by (target, sampler, params, seed), so every budget of one trained sampler
+    lands in the same shard and no trained-sampler key is trained by two shards.
+    """
+    if shard is None:
+        return True
+    index, count = shard
+    return seed_from(cell.target.label, cell.sampler_label, cell.params, cell.seed) % count == index
+
+
+def run_matrix(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike,
+               force: bool = False, progress: bool = False,
+               shard: tuple[int, int] | None = None) -> Iterator[tuple[Cell, list[dict]]]:
+    """Run every unfinished cell (of ``shard``, if given) in order, writing each when it ends.
+
+    Shards are disjoint sets of cells, and each cell is its own file, so ``count`` processes
+    with the same matrix and store but different shard indices never write the same file.
     Yields ``(cell, rows)`` after each write so callers can report progress.
     """
     runner = Runner(store, cache_dir, progress=progress)
     for cell in plan_cells(matrix):
+        if not in_shard(cell, shard):
+            continue
         if not force and store.has_cell(cell.cell_id):
             continue
         rows = runner.run_cell(cell)

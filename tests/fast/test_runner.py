@@ -176,3 +176,22 @@ def test_store_round_trips_nan_inf_and_empty_reasons(tmp_path):
     assert math.isnan(loaded["value"][0]) and loaded["value"][1] == math.inf
     assert list(loaded["reason"]) == ["why", "", ""]
     assert isinstance(loaded, pd.DataFrame)
+
+
+def test_shards_partition_the_cells_and_keep_a_trained_sampler_together():
+    from benchmark.runner import in_shard
+
+    data = {**TINY, "samplers": [{"name": "mala", "budgets": [1, 2, 3]},
+                                 {"name": "svgd", "budgets": [1, 2]}]}
+    cells = plan_cells(parse_matrix(data))
+    shards = [[c for c in cells if in_shard(c, (i, 3))] for i in range(3)]
+    assert sorted(c.cell_id for shard in shards for c in shard) == sorted(c.cell_id for c in cells)
+    for shard in shards:
+        others = [c for s in shards if s is not shard for c in s]
+        keys = {(c.sampler_label, c.seed) for c in shard}
+        assert not keys & {(c.sampler_label, c.seed) for c in others}
+
+
+def test_bad_shard_is_a_usage_error(capsys):
+    assert main(["run", "default", "--shard", "3/2", "--dry-run"]) == 2
+    assert "--shard: expected INDEX/COUNT" in capsys.readouterr().err

@@ -96,10 +96,14 @@ def code_version() -> str:
 
 @cache
 def git_commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT,
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short=12", "HEAD") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -43,17 +43,19 @@ def _command_list(args: argparse.Namespace) -> int:
 
 
 def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
+    """Write ``<store>/tables/<metric>.md|.tex`` and ``aggregate.csv``; print the Markdown."""
     from benchmark.store import ResultsStore
-    from benchmark.tables import caption, metric_table, to_markdown
+    from benchmark.tables import write_tables
 
     rows = ResultsStore(store_dir).load()
     if rows.empty:
         raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
-    tables_dir = store_dir / "tables"
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    for metric in metrics or sorted(rows["metric"].unique()):
-        text = f"{caption(rows, metric)}\n\n{to_markdown(metric_table(rows, metric))}\n"
-        (tables_dir / f"{metric}.md").write_text(text)
+    stored = sorted(rows["metric"].unique())
+    unknown = [metric for metric in metrics or [] if metric not in stored]
+    if unknown:
+        raise UsageError(f"no rows for metric(s) {', '.join(unknown)} in '{store_dir}'; "
+                         f"stored metrics: {', '.join(stored)}")
+    for text in write_tables(rows, store_dir / "tables", metrics).values():
         print(f"\n{text}")
 
 
@@ -108,6 +110,34 @@ def _command_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_compare(args: argparse.Namespace) -> int:
+    from benchmark.compare import compare_results, format_comparison, summary_line
+    from benchmark.store import ResultsStore
+
+    if not all(0 <= value < float("inf") for value in (args.abs_tol, args.k)):  # rejects nan
+        raise UsageError(f"--abs-tol and --k must be finite and >= 0, got {args.abs_tol} "
+                         f"and {args.k}")
+    rows = {}
+    for role in ("baseline", "current"):
+        path = Path(getattr(args, role))
+        if not path.is_dir():
+            raise UsageError(f"{role} store '{path}' does not exist")
+        rows[role] = ResultsStore(path).load()
+        if rows[role].empty:
+            raise UsageError(f"no results in {role} store '{path}' (expected {path}/cells/*.csv)")
+    if args.metric:
+        known = set(rows["baseline"]["metric"]) | set(rows["current"]["metric"])
+        unknown = [m for m in args.metric if m not in known]
+        if unknown:
+            raise UsageError(f"--metric {', '.join(unknown)}: not in either store "
+                             f"(stored: {', '.join(sorted(known))})")
+    comparison = compare_results(rows["baseline"], rows["current"], abs_tol=args.abs_tol,
+                                 k=args.k, metrics=args.metric)
+    print(format_comparison(comparison))
+    print(summary_line(comparison, abs_tol=args.abs_tol, k=args.k))
+    return 1 if comparison["regression"].any() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description="Benchmark samplers of un-normalised densities.")
@@ -128,10 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "on one store; tables are printed by each, complete after the last)")
     run.set_defaults(handler=_command_run)
 
-    table = commands.add_parser("table", help="print tables of a results store")
+    table = commands.add_parser(
+        "table", help="print tables of a results store and write them (Markdown, LaTeX "
+                      "booktabs, aggregate CSV) to STORE/tables/")
     table.add_argument("store", help="results store directory")
     table.add_argument("--metric", action="append", help="metric(s) to tabulate (default: all)")
     table.set_defaults(handler=_command_table)
+
+    compare = commands.add_parser(
+        "compare", help="compare two results stores; exit 1 on a quality regression")
+    compare.add_argument("baseline", help="baseline results store directory")
+    compare.add_argument("current", help="current results store directory")
+    compare.add_argument("--abs-tol", type=float, default=0.0,
+                         help="smallest worsening that can be a regression (default: 0)")
+    compare.add_argument("--k", type=float, default=3.0,
+                         help="a regression must exceed k combined standard errors (default: 3)")
+    compare.add_argument("--metric", action="append",
+                         help="metric(s) to compare (default: all)")
+    compare.set_defaults(handler=_command_compare)
 
     listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
     listing.set_defaults(handler=_command_list)

@@ -58,6 +58,10 @@ class Metric:
         fn: ``(samples (n, dim), target, context) -> value``.
         requires: subset of ``Target.provides`` (``"score"``, ``"reference"``, ``"modes"``).
         lower_is_better: direction for "best" marks and regression checks.
+        flag_below_floor: tables flag values below the reference floor. True for the
+            discrepancies (KSD, energy distance), where exact samples set a noise floor and
+            beating it usually means missed tails or modes (METRICS.md); False for summaries
+            such as mode weights, where a deterministic particle set can beat iid samples.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Metric:
     fn: Callable[[Tensor, Target, MetricContext], float]
     requires: frozenset[str]
     lower_is_better: bool = True
+    flag_below_floor: bool = False
 
 
 class MetricRequirementError(ValueError):
@@ -107,12 +112,12 @@ METRICS: dict[str, Metric] = {
         Metric("ksd", "KSD (IMQ)",
                f"sqrt of the V-statistic KSD^2 with the IMQ kernel (c^2 + |x-y|^2)^beta, "
                f"c = {_IMQ.c:g}, beta = {_IMQ.beta:g}",
-               _ksd_metric("imq", "v", root=True), _SCORE),
+               _ksd_metric("imq", "v", root=True), _SCORE, flag_below_floor=True),
         Metric("ksd_rbf", "KSD (RBF)",
                "sqrt of the V-statistic KSD^2 with the RBF kernel exp(-|x-y|^2 / (2 h^2)), "
                "h^2 = median of squared pairwise sample distances (lower median; evenly "
                "strided subsample of 2000 points when n > 2000)",
-               _ksd_metric("rbf", "v", root=True), _SCORE),
+               _ksd_metric("rbf", "v", root=True), _SCORE, flag_below_floor=True),
         Metric("ksd_u", "KSD² (IMQ, U)",
                f"U-statistic KSD^2 (unbiased, signed: may be negative) with the IMQ kernel, "
                f"c = {_IMQ.c:g}, beta = {_IMQ.beta:g}",
@@ -120,7 +125,7 @@ METRICS: dict[str, Metric] = {
         Metric("energy_distance", "Energy distance",
                "V-statistic energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| to reference samples; "
                "floor: two independent reference sets at the same n",
-               _energy_distance, frozenset({"reference"})),
+               _energy_distance, frozenset({"reference"}), flag_below_floor=True),
         Metric("mode_weight_error", "Mode weight error",
                "max_k |w_hat_k - w_k|, samples assigned to the nearest mode location",
                _mode_weight_error, frozenset({"modes"})),

@@ -1,0 +1,237 @@
+"""Tables from synthetic result rows: statistics, floor, marks, formats, determinism, CLI.
+
+No randomness: every value is written out, so expected means, standard errors and the paired
+test statistics are computed by hand in each test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.store import COLUMNS, ResultsStore
+from benchmark.tables import (
+    AGGREGATE_COLUMNS,
+    FLOOR_ROW,
+    aggregate,
+    caption,
+    metric_table,
+    natural_key,
+    render,
+    write_tables,
+)
+
+NOT_APPLICABLE = "not applicable: target 'donut' does not provide modes"
+
+
+def make_rows(records: list[tuple], metric: str = "ksd", n: int = 100) -> pd.DataFrame:
+    """Store-schema rows from ``(target, sampler, budget, seed, value[, status, reason])``."""
+    rows = []
+    for record in records:
+        target, sampler, budget, seed, value, *rest = record
+        status = rest[0] if rest else "ok"
+        reason = rest[1] if len(rest) > 1 else ("" if status == "ok" else f"{status}: test")
+        row = {column: math.nan for column in COLUMNS}
+        row.update(matrix="synthetic", cell_id=f"{target}-{sampler}-{budget}-{seed}",
+                   target=target, target_name=target, target_params="{}", sampler=sampler,
+                   sampler_name=sampler, params="{}", budget=budget, seed=seed, cell_seed=seed,
+                   n=n, status=status, metric=metric, value=value, reason=reason,
+                   nfe=float(budget + 1), device="cpu", num_threads=1, worker="test",
+                   torch_version="x", package_version="x", git_commit="x", timestamp="x")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def series(target: str, sampler: str, budget: int, values: list[float], seeds=None) -> list[tuple]:
+    seeds = range(len(values)) if seeds is None else seeds
+    pairs = zip(seeds, values, strict=True)
+    return [(target, sampler, budget, seed, value) for seed, value in pairs]
+
+
+def entry(summary: pd.DataFrame, target: str, sampler: str, budget: int) -> pd.Series:
+    match = summary[summary["target"].eq(target) & summary["sampler"].eq(sampler)
+                    & summary["budget"].eq(budget)]
+    assert len(match) == 1
+    return match.iloc[0]
+
+
+def test_mean_and_standard_error_over_seeds():
+    rows = make_rows(series("mog2", "svgd", 10, [1.0, 2.0, 4.0])
+                     + series("mog2", "mala", 10, [3.0]))
+    summary = aggregate(rows)
+    record = entry(summary, "mog2", "svgd", 10)
+    values = np.array([1.0, 2.0, 4.0])
+    assert record["mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert record["se"] == pytest.approx(values.std(ddof=1) / math.sqrt(3), rel=1e-12)
+    assert (record["num_seeds"], record["num_ok"], record["nfe"], record["n"]) == (3, 3, 11, 100)
+    single = entry(summary, "mog2", "mala", 10)
+    assert single["mean"] == 3.0 and math.isnan(single["se"])
+    table = metric_table(rows, "ksd")
+    assert table.loc["svgd@10", "mog2"] == "2.33 ± 0.88"
+    assert table.loc["mala@10", "mog2"] == "3"  # one seed: no standard error
+
+
+def test_row_order_floor_row_and_below_floor_flag():
+    rows = make_rows(series("mog2", "svgd", 100, [0.01, 0.02, 0.03])
+                     + series("mog2", "svgd", 20, [0.5, 0.6, 0.7])
+                     + series("mog2", "mala", 200, [0.3, 0.3, 0.3])
+                     + series("mog2", "reference", 0, [0.06, 0.07, 0.08]))
+    table = metric_table(rows, "ksd")
+    # Sampler label, then budget numerically (20 before 100), floor row last.
+    assert list(table.index) == ["mala@200", "svgd@20", "svgd@100", FLOOR_ROW]
+    summary = aggregate(rows)
+    assert entry(summary, "mog2", "svgd", 20)["floor_mean"] == pytest.approx(0.07)
+    assert summary.loc[summary["sampler"].eq("svgd") & summary["budget"].eq(100),
+                       "below_floor"].item()
+    assert table.loc["svgd@100", "mog2"].endswith("†")
+    assert "†" not in table.loc["svgd@20", "mog2"] and "†" not in table.loc[FLOOR_ROW, "mog2"]
+    assert "†: mean below the floor" in caption(rows, "ksd")
+
+
+def test_below_floor_is_not_flagged_for_a_higher_is_better_metric():
+    rows = make_rows(series("mog2", "svgd", 10, [0.5, 0.5])
+                     + series("mog2", "reference", 0, [1.0, 1.0]), metric="mode_recall")
+    assert not aggregate(rows)["below_floor"].any()
+    assert "†" not in render(rows, "mode_recall")
+
+
+def test_diverged_failed_and_partly_diverged_cells():
+    rows = make_rows(
+        [("funnel", "mala", 10, seed, math.nan, "diverged") for seed in range(3)]
+        + [("funnel", "nuts", 10, seed, math.nan, "failed") for seed in range(3)]
+        + series("funnel", "svgd", 10, [1.0, 3.0])
+        + [("funnel", "svgd", 10, 2, math.nan, "diverged")]
+        + series("funnel", "reference", 0, [0.5, 0.5, 0.5]))
+    table = metric_table(rows, "ksd")
+    assert table.loc["mala@10", "funnel"] == "diverged"
+    assert table.loc["nuts@10", "funnel"] == "failed"
+    # The mean and s.e. of the two finite seeds, with the count of the diverged one.
+    assert table.loc["svgd@10", "funnel"] == "2 ± 1 (1/3 diverged)"
+    record = entry(aggregate(rows), "funnel", "svgd", 10)
+    assert (record["num_seeds"], record["num_ok"], record["num_diverged"]) == (3, 2, 1)
+    assert "'x (k/m diverged)'" in caption(rows, "ksd")
+
+
+def test_targets_where_the_metric_does_not_apply_are_dropped():
+    rows = make_rows(
+        series("mog2", "svgd", 10, [0.1, 0.2]) + series("mog2", "reference", 0, [0.1, 0.1])
+        + [("donut", sampler, budget, seed, math.nan, "ok", NOT_APPLICABLE)
+           for sampler, budget in (("svgd", 10), ("reference", 0)) for seed in range(2)],
+        metric="mode_weight_error")
+    table = metric_table(rows, "mode_weight_error")
+    assert list(table.columns) == ["mog2"]
+    assert "Not applicable (omitted): donut." in caption(rows, "mode_weight_error")
+
+
+def paired_marks(lower: list[float], higher: list[float]) -> tuple[bool, bool]:
+    """(naive unpaired rule marks, paired rule marks) for ``lower`` beating ``higher``."""
+    a, b = np.array(lower), np.array(higher)
+    se = lambda x: x.std(ddof=1) / math.sqrt(len(x))  # noqa: E731
+    naive = b.mean() - a.mean() > 2 * math.hypot(se(a), se(b))
+    return bool(naive), bool((b - a).mean() > 2 * se(b - a))
+
+
+def test_best_is_marked_by_the_paired_rule_when_unpaired_would_not():
+    # Seed-to-seed variation shared by both samplers (common random numbers): the unpaired
+    # standard errors are large, the paired differences are consistently positive.
+    good, other = [1.0, 2.0, 3.0], [1.1, 2.12, 3.09]
+    assert paired_marks(good, other) == (False, True)
+    rows = make_rows(series("donut", "a", 1, good) + series("donut", "b", 1, other))
+    summary = aggregate(rows)
+    assert entry(summary, "donut", "a", 1)["best"] and not entry(summary, "donut", "b", 1)["best"]
+    assert metric_table(rows, "ksd").loc["a@1", "donut"] == "**2 ± 0.58**"
+    latex = render(rows, "ksd", "latex")
+    assert r"\textbf{\boldmath $2 \pm 0.58$}" in latex
+
+
+def test_best_is_not_marked_when_only_the_unpaired_rule_would_mark():
+    # Anti-correlated seeds: unpaired means differ by > 2 combined s.e., paired d = [.8, .4, 0].
+    good, other = [1.0, 1.2, 1.4], [1.8, 1.6, 1.4]
+    assert paired_marks(good, other) == (True, False)
+    rows = make_rows(series("donut", "a", 1, good) + series("donut", "b", 1, other))
+    assert not aggregate(rows)["best"].any()
+    assert "**" not in render(rows, "ksd")
+
+
+def test_best_needs_paired_seeds_and_ignores_the_floor():
+    clear = [0.1, 0.11, 0.12]
+    disjoint = make_rows(series("mog2", "a", 1, clear) + series("mog2", "b", 1, [5.0, 5.1, 5.2],
+                                                               seeds=[3, 4, 5]))
+    one_seed = make_rows(series("mog2", "a", 1, [0.1]) + series("mog2", "b", 1, [5.0]))
+    assert not aggregate(disjoint)["best"].any() and not aggregate(one_seed)["best"].any()
+    # The floor is lower than everyone but is not a competitor; a diverged entry is beaten.
+    rows = make_rows(series("mog2", "a", 1, clear) + series("mog2", "b", 1, [5.0, 5.1, 5.2])
+                     + series("mog2", "reference", 0, [0.01, 0.01, 0.01])
+                     + [("mog2", "c", 1, seed, math.nan, "diverged") for seed in range(3)])
+    summary = aggregate(rows)
+    assert summary.loc[summary["best"], "sampler"].tolist() == ["a"]
+
+
+def test_best_follows_the_metric_direction():
+    rows = make_rows(series("mog2", "a", 1, [0.5, 0.5, 0.55]) + series("mog2", "b", 1, [1.0] * 3),
+                     metric="mode_recall")
+    summary = aggregate(rows)
+    assert summary.loc[summary["best"], "sampler"].tolist() == ["b"]
+
+
+def test_scaling_labels_sort_naturally():
+    assert sorted(["gaussian_d100", "gaussian_d10", "gaussian_d50"], key=natural_key) == [
+        "gaussian_d10", "gaussian_d50", "gaussian_d100"]
+    records = [record for target in ("gaussian_d100", "gaussian_d10", "gaussian_d50")
+               for sampler, budget in (("svgd", 1000), ("svgd", 200), ("reference", 0))
+               for record in series(target, sampler, budget, [1.0, 2.0])]
+    table = metric_table(make_rows(records), "ksd")
+    assert list(table.columns) == ["gaussian_d10", "gaussian_d50", "gaussian_d100"]
+    assert list(table.index) == ["svgd@200", "svgd@1000", FLOOR_ROW]
+
+
+def test_latex_is_booktabs_with_escaped_labels():
+    rows = make_rows(series("gaussian_d10", "dft_ns", 1, [0.01, 0.02])
+                     + series("gaussian_d10", "reference", 0, [0.5, 0.6])
+                     + series("gaussian_d10", "svgd", 10, [2e-5, 3e-5]))
+    latex = render(rows, "ksd", "latex")
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\caption{", r"\label{"):
+        assert latex.count(rule) == 1
+    assert r"gaussian\_d10" in latex and r"dft\_ns@1" in latex
+    assert r"$^\dagger$" in latex and r"$\pm$" in latex and "±" not in latex
+    assert r"10^{-5}" in latex  # no "2.5e-05" in LaTeX
+
+
+def test_outputs_are_byte_for_byte_deterministic(tmp_path):
+    rows = make_rows(series("mog2", "a", 1, [0.1, 0.11, 0.12]) + series("mog2", "b", 1, [5.0] * 3)
+                     + series("donut", "a", 1, [1 / 3, 2 / 3, 0.5])
+                     + series("mog2", "reference", 0, [0.2, 0.3, 0.25]))
+    write_tables(rows, tmp_path / "first")
+    # The same rows in another order must give the same bytes (tables do not see file order).
+    write_tables(rows.sample(frac=1.0, random_state=0), tmp_path / "second")
+    names = sorted(path.name for path in (tmp_path / "first").iterdir())
+    assert names == ["aggregate.csv", "ksd.md", "ksd.tex"]
+    for name in names:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+
+
+def test_cli_table_writes_markdown_latex_and_the_aggregate(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "store")
+    rows = pd.concat([make_rows(series("mog2", "svgd", 10, [0.2, 0.25]), metric=metric)
+                      for metric in ("ksd", "energy_distance")]
+                     + [make_rows(series("mog2", "reference", 0, [0.1, 0.1]), metric="ksd")])
+    for cell_id, cell in rows.groupby("cell_id"):
+        store.write_cell(str(cell_id), cell.to_dict("records"))
+    assert main(["table", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    tables = store.root / "tables"
+    assert "| svgd@10" in out and FLOOR_ROW in out and "over 2 seed(s), n = 100" in out
+    assert (tables / "ksd.md").read_text() in out
+    assert r"\toprule" in (tables / "energy_distance.tex").read_text()
+    aggregate_csv = pd.read_csv(tables / "aggregate.csv")
+    assert list(aggregate_csv.columns) == AGGREGATE_COLUMNS
+    assert len(aggregate_csv) == 3  # (svgd, ksd), (svgd, energy distance), (floor, ksd)
+    first = {path.name: path.read_bytes() for path in tables.iterdir()}
+    assert main(["table", str(store.root)]) == 0
+    assert {path.name: path.read_bytes() for path in tables.iterdir()} == first
+    assert main(["table", str(store.root), "--metric", "fid"]) == 2
+    assert "no rows for metric(s) fid" in capsys.readouterr().err

@@ -93,7 +93,8 @@ def best_entry(per_seed: pd.DataFrame, eligible: pd.Series, lower: bool) -> obje
 
     Args:
         per_seed: entries × seeds, the finite values (NaN where an entry has none at a seed).
-        eligible: per entry, whether it may be marked (no diverged or failed seed).
+        eligible: per entry, whether it may be marked (no diverged or failed seed, not below
+            the reference floor).
         lower: whether lower values are better.
 
     Returns:
@@ -165,7 +166,9 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         keys = pd.MultiIndex.from_frame(column[GROUP])
         values = per_seed.reindex(keys)
         values.index = column.index
-        eligible = (column["num_diverged"] + column["num_failed"]).eq(0)
+        # A value below the reference floor is a warning sign, not a win (METRICS.md): such an
+        # entry may still beat others, but it is never marked best.
+        eligible = (column["num_diverged"] + column["num_failed"]).eq(0) & ~column["below_floor"]
         winner = best_entry(values, eligible, direction)
         if winner is not None:
             summary.loc[winner, "best"] = True
@@ -243,7 +246,8 @@ def caption(rows: pd.DataFrame, metric: str) -> str:
     if lower_is_better(metric) is not None:
         text += (" Bold: best in its column, better than every other sampler@budget by more "
                  "than two standard errors of the paired per-seed difference (none is bold "
-                 "where no entry is significantly best).")
+                 "where no entry is significantly best, or where the best is below the "
+                 "floor).")
     if shown["below_floor"].any():
         text += " †: mean below the floor (usually missed tails or modes, not excellence)."
     partial = shown["num_ok"].gt(0) & (shown["num_diverged"] + shown["num_failed"]).gt(0)

@@ -1,0 +1,215 @@
+"""Regression checking of quality: ``compare BASELINE CURRENT`` (HARNESS.md "Regression checking").
+
+Both stores are reduced with :func:`benchmark.tables.aggregate` to mean ± s.e. over seeds per
+group (target, sampler, budget, metric). A group present in both is a regression when
+
+* its mean got worse by more than ``threshold = max(abs_tol, k · sqrt(se_b² + se_c²))``, with
+  the direction taken from ``METRICS[metric].lower_is_better`` (unknown metrics: lower is
+  better). The two means come from independent runs, so the s.e. of their difference is the
+  root sum of squares of the two s.e.; with k = 3 and approximately normal means, an unchanged
+  sampler crosses the threshold in the worse direction with probability ~0.13% per group (more
+  with few seeds: the s.e. is itself estimated, so with 3 seeds per side the Welch t with ~4
+  degrees of freedom gives ~2%; raise k or ``abs_tol`` for tiny replicate counts). A group
+  with fewer than two finite values has no s.e.; its s.e. counts as 0, so only ``abs_tol``
+  absorbs noise there. Seeded runs of unchanged code reproduce values exactly (delta 0);
+* or its cells were all ``ok`` and some are now ``diverged`` / ``failed``;
+* or it had a finite mean and has none now (every seed diverged/failed, or the metric became
+  non-finite).
+
+Groups found in only one store are listed as ``added`` / ``removed``, never as regressions.
+Groups without a value on either side (e.g. a metric that does not apply to the target) are
+counted and left out of the table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from benchmark.metrics import METRICS
+from benchmark.runner import REFERENCE_LABEL
+from benchmark.tables import GROUP, aggregate
+
+#: Verdicts, in the order the summary line counts them.
+REGRESSION = "REGRESSION"
+IMPROVED = "improved"
+WITHIN_NOISE = "within noise"
+UNCHANGED = "unchanged"
+FIXED = "fixed"
+ADDED = "added"
+REMOVED = "removed"
+NOT_AVAILABLE = "n/a"
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of a metric; metrics outside the registry count as lower-is-better."""
+    entry = METRICS.get(metric)
+    return True if entry is None else entry.lower_is_better
+
+
+def _summaries(rows: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
+    if metrics:
+        rows = rows[rows["metric"].isin(list(metrics))]
+    summary = aggregate(rows)
+    # Keys must have one dtype on both sides of the merge (an empty aggregate is all object).
+    summary["budget"] = summary["budget"].astype("int64")
+    for column in ("target", "sampler", "metric"):
+        summary[column] = summary[column].astype(str)
+    return summary
+
+
+def _mean_se(mean: float, se: float) -> str:
+    """``mean ± se``: 4 significant digits on the mean (one more than the paper tables, so a
+    small delta is visible on both sides), 2 on the s.e. (omitted when there is none)."""
+    text = f"{mean:.4g}"
+    return f"{text} ± {se:.2g}" if math.isfinite(se) else text
+
+
+def _status(num_ok: float, num_diverged: float, num_failed: float) -> str:
+    """``ok`` or e.g. ``1/3 diverged, 1/3 failed`` (counts of cells = seeds of the group)."""
+    total = int(num_ok + num_diverged + num_failed)
+    parts = [f"{int(count)}/{total} {label}"
+             for count, label in ((num_diverged, "diverged"), (num_failed, "failed")) if count]
+    return ", ".join(parts) if parts else "ok"
+
+
+def _describe(mean: float, se: float, num_ok: float, num_diverged: float,
+              num_failed: float) -> str:
+    """Table text of one side: ``mean ± se`` plus any non-ok cells, like the paper tables."""
+    if not math.isfinite(mean):
+        if num_diverged and not num_ok and not num_failed:
+            return "diverged"
+        if num_failed and not num_ok and not num_diverged:
+            return "failed"
+        status = _status(num_ok, num_diverged, num_failed)
+        return "n/a" if status == "ok" else status
+    text = _mean_se(mean, float(se))
+    status = _status(num_ok, num_diverged, num_failed)
+    return text if status == "ok" else f"{text} ({status})"
+
+
+def _judge(row: dict, abs_tol: float, k: float) -> dict:
+    """Verdict of one merged group (suffix ``_b`` baseline, ``_c`` current)."""
+    result = {"delta": math.nan, "threshold": math.nan, "regression": False}
+    if row["_merge"] == "left_only":
+        return {**result, "verdict": REMOVED}
+    if row["_merge"] == "right_only":
+        return {**result, "verdict": ADDED}
+    mean_b, mean_c = float(row["mean_b"]), float(row["mean_c"])
+    bad_b = row["num_diverged_b"] + row["num_failed_b"]
+    bad_c = row["num_diverged_c"] + row["num_failed_c"]
+    if bad_b == 0 and bad_c > 0:
+        status = _status(row["num_ok_c"], row["num_diverged_c"], row["num_failed_c"])
+        return {**result, "regression": True, "verdict": f"{REGRESSION} (ok → {status})"}
+    finite_b, finite_c = math.isfinite(mean_b), math.isfinite(mean_c)
+    if finite_b and not finite_c:
+        return {**result, "regression": True, "verdict": f"{REGRESSION} (no finite values)"}
+    if not finite_b:
+        return {**result, "verdict": FIXED if finite_c else NOT_AVAILABLE}
+
+    def or_zero(se: float) -> float:
+        return float(se) if math.isfinite(float(se)) else 0.0
+
+    delta = mean_c - mean_b
+    threshold = max(abs_tol, k * math.hypot(or_zero(row["se_b"]), or_zero(row["se_c"])))
+    worsening = delta if lower_is_better(str(row["metric"])) else -delta
+    if worsening > threshold:
+        verdict = REGRESSION
+    elif -worsening > threshold:
+        verdict = IMPROVED
+    else:
+        verdict = UNCHANGED if delta == 0 else WITHIN_NOISE
+    return {"delta": delta, "threshold": threshold, "regression": verdict == REGRESSION,
+            "verdict": verdict}
+
+
+def compare_results(baseline: pd.DataFrame, current: pd.DataFrame, *, abs_tol: float = 0.0,
+                    k: float = 3.0, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Compare two sets of result rows group by group.
+
+    Args:
+        baseline: rows of the baseline store (``ResultsStore.load()`` schema).
+        current: rows of the current store.
+        abs_tol: smallest change (in the metric's units) that can count as a regression.
+        k: multiple of the combined standard error a change must exceed.
+        metrics: restrict to these metrics (default: all).
+
+    Returns:
+        One row per group in either store, sorted by group, with the group columns
+        (``target, sampler, budget, metric``), ``baseline`` and ``current`` (display text),
+        ``mean_b, se_b, mean_c, se_c``, ``delta`` (current − baseline mean), ``threshold``,
+        ``verdict`` (see module docstring) and ``regression`` (bool).
+
+    Raises:
+        ValueError: if ``abs_tol`` or ``k`` is negative or not finite.
+    """
+    if not (math.isfinite(abs_tol) and abs_tol >= 0 and math.isfinite(k) and k >= 0):
+        raise ValueError(f"abs_tol and k must be finite and >= 0, got {abs_tol} and {k}")
+    merged = _summaries(baseline, metrics).merge(
+        _summaries(current, metrics), on=GROUP, how="outer", suffixes=("_b", "_c"),
+        indicator=True, sort=True)
+    records = []
+    for row in merged.to_dict("records"):
+        texts = {}
+        for side in ("b", "c"):
+            present = row["_merge"] in ("both", {"b": "left_only", "c": "right_only"}[side])
+            texts[side] = _describe(row[f"mean_{side}"], row[f"se_{side}"], row[f"num_ok_{side}"],
+                                    row[f"num_diverged_{side}"], row[f"num_failed_{side}"]
+                                    ) if present else ""
+        records.append({**{key: row[key] for key in GROUP},
+                        "baseline": texts["b"], "current": texts["c"],
+                        "mean_b": row["mean_b"], "se_b": row["se_b"],
+                        "mean_c": row["mean_c"], "se_c": row["se_c"],
+                        **_judge(row, abs_tol, k)})
+    columns = GROUP + ["baseline", "current", "mean_b", "se_b", "mean_c", "se_c", "delta",
+                       "threshold", "verdict", "regression"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def group_label(target: str, sampler: str, budget: int, metric: str) -> str:
+    """``target / sampler@budget / metric`` (the floor row reads ``reference (floor)``)."""
+    row = "reference (floor)" if sampler == REFERENCE_LABEL else f"{sampler}@{int(budget)}"
+    return f"{target} / {row} / {metric}"
+
+
+def _number(value: float, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return ""
+    return f"{value:+.3g}" if signed else f"{value:.2g}"
+
+
+def format_comparison(comparison: pd.DataFrame) -> str:
+    """Markdown table: group, baseline, current, delta, threshold, verdict.
+
+    Groups without a value on either side (verdict ``n/a``) are left out.
+    """
+    shown = comparison[comparison["verdict"] != NOT_AVAILABLE]
+    if shown.empty:
+        return "(no groups to compare)"
+    table = pd.DataFrame({
+        "group": [group_label(r.target, r.sampler, r.budget, r.metric)
+                  for r in shown.itertuples(index=False)],
+        "baseline (mean ± s.e.)": shown["baseline"].to_numpy(),
+        "current (mean ± s.e.)": shown["current"].to_numpy(),
+        "delta": [_number(v, signed=True) for v in shown["delta"]],
+        "threshold": [_number(v) for v in shown["threshold"]],
+        "verdict": [f"**{v}**" if flag else v
+                    for v, flag in zip(shown["verdict"], shown["regression"], strict=True)],
+    })
+    return table.to_markdown(index=False)
+
+
+def summary_line(comparison: pd.DataFrame, *, abs_tol: float, k: float) -> str:
+    """One line: how many groups were compared and what became of them."""
+    verdicts = comparison["verdict"]
+    compared = int((~verdicts.isin([ADDED, REMOVED, NOT_AVAILABLE])).sum())
+    regressions = int(comparison["regression"].sum())
+    counts = [f"{regressions} regression{'s' if regressions != 1 else ''}"]
+    for verdict in (IMPROVED, FIXED, ADDED, REMOVED):
+        counts.append(f"{int(verdicts.eq(verdict).sum())} {verdict}")
+    skipped = int(verdicts.eq(NOT_AVAILABLE).sum())
+    return (f"compare: {compared} groups compared: {', '.join(counts)}; "
+            f"{skipped} without values skipped (regression: worse by more than "
+            f"max({abs_tol:g}, {k:g} × combined s.e.), or ok → diverged/failed)")

@@ -235,3 +235,14 @@ def test_cli_table_writes_markdown_latex_and_the_aggregate(tmp_path, capsys):
     assert {path.name: path.read_bytes() for path in tables.iterdir()} == first
     assert main(["table", str(store.root), "--metric", "fid"]) == 2
     assert "no rows for metric(s) fid" in capsys.readouterr().err
+
+
+def test_below_floor_entries_are_flagged_for_discrepancies_only_and_never_best():
+    floor = series("t", "reference", 0, [0.50, 0.52, 0.51])
+    records = floor + series("t", "a", 1, [0.10, 0.11, 0.12]) + series("t", "b", 1, [0.9, 1, 1.1])
+    ksd = aggregate(make_rows(records, metric="ksd"))
+    assert entry(ksd, "t", "a", 1)["below_floor"]
+    assert not ksd["best"].any()  # "a" wins by far, but below the floor it is a warning sign
+    weights = aggregate(make_rows(records, metric="mode_weight_error"))
+    assert not weights["below_floor"].any()
+    assert entry(weights, "t", "a", 1)["best"]

@@ -177,7 +177,9 @@ def group_label(target: str, sampler: str, budget: int, metric: str) -> str:
 def _number(value: float, signed: bool = False) -> str:
     if not math.isfinite(value):
         return ""
-    return f"{value:+.3g}" if signed else f"{value:.2g}"
+    if signed:
+        return "0" if value == 0 else f"{value:+.3g}"
+    return f"{value:.2g}"
 
 
 def format_comparison(comparison: pd.DataFrame) -> str:
@@ -198,7 +200,8 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         "verdict": [f"**{v}**" if flag else v
                     for v, flag in zip(shown["verdict"], shown["regression"], strict=True)],
     })
-    return table.to_markdown(index=False)
+    # disable_numparse: tabulate would otherwise reparse "+0.151" as a number and drop the sign.
+    return table.to_markdown(index=False, disable_numparse=True)
 
 
 def summary_line(comparison: pd.DataFrame, *, abs_tol: float, k: float) -> str:

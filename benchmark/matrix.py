@@ -10,6 +10,8 @@ A matrix is targets × samplers × budgets × seeds plus the evaluation settings
     dtype = "float32"
     num_threads = 1              # optional: torch intra-op threads (recorded in every row)
     metrics = ["ksd", "energy_distance"]
+    cell_timeout = 600           # optional: seconds per cell; a cell over it is stored failed
+    save_samples = false         # optional: keep each cell's samples (<store>/samples/*.pt)
     targets = ["donut", {name = "gaussian_d", label = "gaussian_d10", params = {dim = 10}}]
 
     [[samplers]]
@@ -43,7 +45,7 @@ import torch
 MATRIX_DIR = Path(__file__).parent / "matrices"
 
 TOP_LEVEL_KEYS = {"name", "description", "seed", "seeds", "n", "device", "dtype", "num_threads",
-                  "metrics", "targets", "samplers", "overrides"}
+                  "metrics", "targets", "samplers", "overrides", "cell_timeout", "save_samples"}
 TARGET_KEYS = {"name", "label", "params"}
 SAMPLER_KEYS = {"name", "label", "params", "budgets"}
 OVERRIDE_KEYS = {"sampler", "target", "params", "reason"}
@@ -92,6 +94,8 @@ class Matrix:
     overrides: tuple[Override, ...] = ()
     description: str = ""
     num_threads: int | None = None
+    cell_timeout: float | None = None
+    save_samples: bool = False
 
     def sampler_params(self, sampler: SamplerSpec, target: TargetSpec) -> dict[str, Any]:
         """The sampler's matrix params with any per-target override applied on top."""
@@ -205,6 +209,14 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
     num_threads = data.get("num_threads")
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise MatrixError(f"num_threads: expected an integer >= 1, got {num_threads!r}")
+    cell_timeout = data.get("cell_timeout")
+    if cell_timeout is not None and (isinstance(cell_timeout, bool)
+                                     or not isinstance(cell_timeout, int | float)
+                                     or not 0 < cell_timeout < float("inf")):
+        raise MatrixError(f"cell_timeout: expected a number of seconds > 0, got {cell_timeout!r}")
+    save_samples = data.get("save_samples", False)
+    if not isinstance(save_samples, bool):
+        raise MatrixError(f"save_samples: expected true or false, got {save_samples!r}")
     metrics = data.get("metrics", ["ksd"])
     if not isinstance(metrics, list) or not metrics:
         raise MatrixError(f"metrics: expected a non-empty list of metric names, got {metrics!r}")
@@ -259,7 +271,9 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
     return Matrix(name=name, seed=seed, seeds=seeds, n=n, device=device, dtype=dtype,
                   metrics=tuple(metrics), targets=targets, samplers=samplers,
                   overrides=tuple(overrides), description=str(data.get("description", "")),
-                  num_threads=num_threads)
+                  num_threads=num_threads,
+                  cell_timeout=None if cell_timeout is None else float(cell_timeout),
+                  save_samples=save_samples)
 
 
 def check_device(device: str) -> None:

@@ -1,204 +1,76 @@
 """Running cells: (target, sampler with its resolved params, budget, seed) → tidy result rows.
 
-HARNESS.md "Running a cell" is the contract. In short, for each cell the runner
+HARNESS.md "Running a cell" is the contract. For each cell (see :mod:`benchmark.cells` for
+identities and seeds), :func:`run_cell`
 
-* derives every random stream from a hash of the cell's identity (``cell_seed``); budgets are
-  not part of it, so a sampler at budgets 100 and 200 shares its initial points and noise, and
-  the evaluation reference set depends only on (matrix seed, target, seed), so samplers are
-  compared on common random numbers (paired over seeds);
-* trains a neural sampler once per (matrix seed, target, sampler, resolved params, seed, code
-  version) — its training budget is a param — and caches the weights on disk;
+* trains a neural sampler once per :attr:`Cell.train_key` and caches the weights on disk (the
+  callers make sure two workers never train the same key at once);
 * samples ``n`` points at the budget through :class:`targets.counting.CountingTarget`, timing
   with device synchronisation after a warm-up;
-* evaluates each metric of the matrix on the unwrapped target, recording why a value is missing;
-* returns one row per metric with the provenance columns of :data:`benchmark.store.COLUMNS`.
+* evaluates each metric of the matrix with :func:`evaluate_samples` — the one function that
+  ``evaluate`` also uses to recompute metrics from stored samples;
+* returns a :class:`CellResult`: one row per metric with the provenance columns of
+  :data:`benchmark.store.COLUMNS`, the samples if asked for, and the training history.
 
-Each target also gets *floor* cells (sampler label ``reference``, budget 0): the same metrics on
-exact reference samples, which is the noise floor every table shows.
+:func:`run_cell` touches no results store, so it can run on a Dask worker; the client writes
+(:func:`benchmark.results.write_result`).
+
+Cell time limit: with ``timeout`` seconds, a :class:`benchmark.deadline.Deadline` is checked
+between sampler steps, at every target evaluation during training and before each metric; a
+cell past it is stored ``failed`` with reason ``timeout: exceeded N s``. A single step is never
+interrupted (see :mod:`benchmark.deadline`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import hashlib
-import json
 import math
 import os
 import socket
-import subprocess
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from benchmark.matrix import DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
+from benchmark.cells import (  # noqa: F401 - re-exported: the runner's public surface
+    REFERENCE_LABEL,
+    Cell,
+    build_sampler,
+    build_target,
+    canonical_json,
+    git_commit,
+    in_shard,
+    package_version,
+    plan_cells,
+    seed_from,
+    stable_hash,
+)
+from benchmark.deadline import CellTimeout, Deadline, DeadlineTarget
+from benchmark.matrix import Matrix
 from benchmark.store import ResultsStore
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_LABEL = "reference"
 
+@dataclass
+class CellResult:
+    """What one cell returns to whoever writes the store.
 
-def _jsonable(value: Any) -> Any:
-    # Injected functions (e.g. SVGD's bandwidth rule) are named by import path: their repr
-    # holds a memory address, which would make hashes differ between processes.
-    if callable(value):
-        return f"{value.__module__}:{value.__qualname__}"
-    return str(value)
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces) used for hashing and the params column."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
-def resolved_params(spec: SamplerSpec, params: dict) -> dict:
-    """Every hyper-parameter of the sampler, defaults included, as JSON-ready values.
-
-    Cells are identified by these, so changing a sampler's default reruns its cells.
+    Attributes:
+        rows: one row per metric, with every column of :data:`benchmark.store.COLUMNS`.
+        samples: ``(n, dim)`` float32 CPU samples if they were asked for and drawn, else None.
+        history: ``(train_key, rows)`` of the trained neural sampler used, else None.
     """
-    from samplers import SAMPLERS
-    from samplers.base import build_params
 
-    sampler_class = resolve("sampler", spec.name, SAMPLERS)
-    full = dataclasses.asdict(build_params(sampler_class.Params, spec.name, params))
-    return json.loads(canonical_json(full))
-
-
-def stable_hash(*parts: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:length]
-
-
-def seed_from(*parts: Any) -> int:
-    """A 63-bit seed from a hash of ``parts`` (stable across processes and machines)."""
-    return int(stable_hash(*parts), 16) % (2**63)
-
-
-@cache
-def code_version() -> str:
-    """Hash of the source of ``targets`` and ``samplers``: a trained sampler depends on both."""
-    digest = hashlib.sha256()
-    for package in ("targets", "samplers"):
-        for path in sorted((PACKAGE_ROOT / package).rglob("*.py")):
-            digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-@cache
-def git_commit() -> str:
-    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-
-    try:
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return git("rev-parse", "--short=12", "HEAD") + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-@cache
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sampler-bench")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work; floor cells have ``sampler is None``."""
-
-    matrix: str
-    matrix_seed: int
-    target: TargetSpec
-    sampler: SamplerSpec | None
-    params: dict
-    budget: int
-    seed: int
-    n: int
-    device: str
-    dtype: str
-    metrics: tuple[str, ...]
-
-    @property
-    def sampler_label(self) -> str:
-        return self.sampler.label if self.sampler else REFERENCE_LABEL
-
-    @property
-    def identity(self) -> tuple:
-        sampler = (self.sampler.label, self.sampler.name) if self.sampler else (REFERENCE_LABEL,)
-        return (self.matrix_seed, self.target.label, self.target.name, dict(self.target.params),
-                sampler, self.params, self.budget, self.seed, self.n, self.dtype)
-
-    @property
-    def cell_id(self) -> str:
-        return stable_hash(*self.identity)
-
-    @property
-    def cell_seed(self) -> int:
-        # No budget here: common random numbers across budgets (see the module docstring).
-        return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
-                         self.sampler_label, self.params, self.seed)
-
-    @property
-    def reference_seed(self) -> int:
-        """Seed of the evaluation reference set: shared by every sampler of a (target, seed)."""
-        return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
-                         "evaluation-reference", self.seed, self.n)
-
-    @property
-    def train_key(self) -> str:
-        return stable_hash(self.matrix_seed, self.target.label, dict(self.target.params),
-                           self.sampler.name if self.sampler else None, self.params, self.seed,
-                           self.dtype, code_version())
-
-
-def plan_cells(matrix: Matrix) -> list[Cell]:
-    """Every cell of the matrix: floors first, then target × sampler × budget × seed."""
-    cells = []
-    common = dict(matrix=matrix.name, matrix_seed=matrix.seed, n=matrix.n, device=matrix.device,
-                  dtype=matrix.dtype, metrics=matrix.metrics)
-    for target in matrix.targets:
-        for seed in matrix.seeds:
-            cells.append(Cell(target=target, sampler=None, params={}, budget=0, seed=seed,
-                              **common))
-        for sampler in matrix.samplers:
-            params = resolved_params(sampler, matrix.sampler_params(sampler, target))
-            for budget in sampler.budgets:
-                for seed in matrix.seeds:
-                    cells.append(Cell(target=target, sampler=sampler, params=params,
-                                      budget=budget, seed=seed, **common))
-    return cells
-
-
-def build_target(spec: TargetSpec, device: str, dtype: str) -> Target:
-    from targets import TARGETS
-
-    target_class = resolve("target", spec.name, TARGETS)
-    return target_class(device=device, dtype=DTYPES[dtype], **spec.params)
-
-
-def build_sampler(spec: SamplerSpec, overrides: dict) -> IterativeSampler | NeuralSampler:
-    """The sampler with the matrix's params; injected functions keep their defaults."""
-    from samplers import SAMPLERS
-
-    sampler_class = resolve("sampler", spec.name, SAMPLERS)
-    defaults = json.loads(canonical_json(dataclasses.asdict(sampler_class.Params())))
-    return sampler_class(**{k: v for k, v in overrides.items() if v != defaults.get(k)})
+    rows: list[dict]
+    samples: Tensor | None = None
+    history: tuple[str, list[dict]] | None = None
 
 
 def synchronize(device: torch.device) -> None:
@@ -215,206 +87,289 @@ def timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float
     return result, time.perf_counter() - start
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message``, at most 500 characters (the ``reason`` column)."""
+    if isinstance(error, CellTimeout):
+        return f"timeout: {error}"
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else ''}"[:500]
 
 
-class Runner:
-    """Runs cells of one matrix into a results store.
+# -- evaluation (shared by the runner and `evaluate`) ------------------------------------------
+def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *, n: int,
+                     reference_seed: int, target_label: str,
+                     deadline: Deadline | None = None) -> tuple[str, list[dict]]:
+    """Status and metric rows of one cell's samples.
+
+    Every metric gets the same fresh context: reference samples drawn with ``reference_seed``
+    and a generator seeded ``reference_seed + 1``. So a metric's value does not depend on which
+    other metrics are evaluated, and recomputing any subset from stored samples reproduces it.
 
     Args:
-        store: where finished cells are written (by the caller, see :func:`run_matrix`).
+        samples: ``(n, dim)``, moved to the target's device and dtype first.
+        target: the unwrapped target (metric evaluations are not sampler cost).
+        metrics: metric names (keys of :data:`benchmark.metrics.METRICS`).
+        n: the cell's sample size (the reference set has the same size).
+        reference_seed: :attr:`Cell.reference_seed`.
+        target_label: the target's label, for the reason of inapplicable metrics.
+        deadline: checked before each metric.
+
+    Returns:
+        ``("ok" | "diverged", rows)`` with rows ``{metric, value, reason, metric_seconds}``.
+    """
+    from benchmark.metrics import METRICS, MetricContext, supported_metrics
+
+    samples = samples.detach().to(device=target.device, dtype=target.dtype)
+    finite = torch.isfinite(samples).all(dim=1)
+    if not bool(finite.all()):
+        reason = f"diverged: {int((~finite).sum())} of {n} samples non-finite"
+        return "diverged", [{"metric": m, "value": math.nan, "reason": reason,
+                             "metric_seconds": 0.0} for m in metrics]
+    supported = set(supported_metrics(target))
+    reference = None
+    if any("reference" in METRICS[m].requires for m in metrics if m in supported):
+        reference = target.sample(n, make_generator(reference_seed, target.device))
+    rows = []
+    for metric in metrics:
+        value, reason, seconds = math.nan, "", 0.0
+        if metric not in supported:
+            missing = METRICS[metric].requires - target.provides
+            reason = (f"not applicable: target '{target_label}' does not provide "
+                      f"{', '.join(sorted(missing))}")
+        else:
+            if deadline is not None:
+                deadline.check()
+            context = MetricContext(reference=reference,
+                                    generator=make_generator(reference_seed + 1, target.device))
+            try:
+                value, seconds = timed(
+                    lambda m=metric, c=context: METRICS[m].fn(samples, target, c), target.device)
+                value = float(value)
+                if not math.isfinite(value):
+                    reason = "metric is non-finite"
+            except Exception as error:
+                value, reason = math.nan, f"metric failed: {one_line(error)}"
+        rows.append({"metric": metric, "value": value, "reason": reason,
+                     "metric_seconds": seconds})
+    return "ok", rows
+
+
+# -- sampling ----------------------------------------------------------------------------------
+def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
+                      generator: torch.Generator, deadline: Deadline) -> tuple[Tensor, dict]:
+    device = target.device
+    # Warm-up on a few throwaway chains (uncounted): first-call allocations, kernels, caches.
+    warm = make_generator(0, device)
+    state = sampler.init(target, sampler.initial_positions(target, min(cell.n, 16), warm), 2)
+    sampler.step(target, state, warm)
+
+    counting = CountingTarget(target)
+
+    def chain() -> Tensor:
+        state = sampler.init(counting, sampler.initial_positions(counting, cell.n, generator),
+                             cell.budget)
+        for _ in range(cell.budget):
+            deadline.check()  # ~100 ns: invisible next to a step
+            state, _ = sampler.step(counting, state, generator)
+        return sampler.finalize(counting, state)
+
+    samples, seconds = timed(chain, device)
+    return samples, {"nfe": counting.nfe_per_particle(cell.n), "sample_seconds": seconds}
+
+
+def _training_callback(cell: Cell, target: Target) -> Callable | None:
+    """Log KSD on a fixed evaluation batch during training, if the matrix reports KSD."""
+    if "ksd" not in cell.metrics:
+        return None
+    from benchmark.metrics import METRICS, MetricContext
+
+    batch = min(cell.n, 500)
+    context = MetricContext(reference=None, generator=make_generator(0, target.device))
+
+    def callback(iteration: int, sampler: NeuralSampler) -> dict[str, float]:
+        # The same evaluation noise at every logged iteration, so the curve is smooth.
+        with torch.no_grad():
+            x = sampler.sample(batch, make_generator(cell.cell_seed + 1, target.device))
+        if not torch.isfinite(x).all():
+            return {"ksd_eval": math.nan}
+        return {"ksd_eval": float(METRICS["ksd"].fn(x, target, context))}
+
+    return callback
+
+
+def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path,
+             deadline: Deadline, progress: bool) -> tuple[dict, list[dict] | None]:
+    """Train (or load from the cache); the training ledger and history rows."""
+    path = cache_dir / f"{cell.train_key}.pt"
+    if path.exists():
+        payload = torch.load(path, map_location=target.device, weights_only=True)
+        sampler.load_state_dict(payload["state"])
+        return dict(payload["ledger"]), payload.get("history")
+    counting = CountingTarget(target)
+    watched = counting if deadline.seconds is None else DeadlineTarget(counting, deadline)
+    generator = make_generator(cell.cell_seed, target.device)
+    callback = _training_callback(cell, target)
+    history, seconds = timed(
+        lambda: sampler.train(watched, sampler.params.num_iterations, generator,
+                              callback=callback, progress=progress), target.device)
+    # The sampler's own ledger excludes the callback's evaluation time when it keeps one.
+    own = getattr(sampler, "ledger", {})
+    ledger = {"train_nfe": counting.num_evaluations, "train_hvp": counting.num_hvp,
+              "train_iterations": own.get("train_iterations", sampler.params.num_iterations),
+              "train_seconds": own.get("train_seconds", seconds)}
+    rows = [{"train_key": cell.train_key, "target": cell.target.label,
+             "sampler": cell.sampler_label, "params": canonical_json(cell.params),
+             "seed": cell.seed, **row} for row in history]
+    # The history travels with the weights, so a store that missed it (killed between the two
+    # writes) gets it from the cache on the rerun.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".pt.{os.getpid()}.tmp")
+    torch.save({"state": sampler.state_dict(), "ledger": ledger, "history": rows}, temporary)
+    os.replace(temporary, path)
+    return ledger, rows
+
+
+def _sample_neural(cell: Cell, sampler: NeuralSampler, target: Target,
+                   generator: torch.Generator, cache_dir: Path, deadline: Deadline,
+                   progress: bool) -> tuple[Tensor, dict, list[dict] | None]:
+    ledger, history = _trained(cell, sampler, target, cache_dir, deadline, progress)
+    sampler.sample(min(cell.n, 16), make_generator(0, target.device))  # warm-up
+    # ``sample`` is given no target, so the sampling phase costs 0 target evaluations.
+    samples, seconds = timed(lambda: sampler.sample(cell.n, generator), target.device)
+    return samples, {**ledger, "nfe": 0.0, "sample_seconds": seconds}, history
+
+
+# -- one cell ----------------------------------------------------------------------------------
+def provenance(cell: Cell) -> dict[str, Any]:
+    """The identity, cost placeholders and provenance columns of every row of ``cell``."""
+    return {
+        "matrix": cell.matrix, "cell_id": cell.cell_id, "target": cell.target.label,
+        "target_name": cell.target.name,
+        "target_params": canonical_json(dict(cell.target.params)),
+        "sampler": cell.sampler_label,
+        "sampler_name": cell.sampler.name if cell.sampler else REFERENCE_LABEL,
+        "params": canonical_json(cell.params), "budget": cell.budget, "seed": cell.seed,
+        "cell_seed": cell.cell_seed, "n": cell.n, "nfe": math.nan, "train_nfe": math.nan,
+        "train_hvp": math.nan, "train_iterations": math.nan, "train_seconds": math.nan,
+        "sample_seconds": math.nan, "device": cell.device, **runtime_provenance(),
+    }
+
+
+def runtime_provenance() -> dict[str, Any]:
+    """Who computed a row, with which code, and when (the columns that are not the cell's)."""
+    return {
+        "num_threads": torch.get_num_threads(),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "torch_version": torch.__version__, "package_version": package_version(),
+        "git_commit": git_commit(),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def failure_rows(cell: Cell, reason: str, costs: dict | None = None) -> list[dict]:
+    """Rows of a ``failed`` cell: every metric NaN with ``reason``."""
+    base = {**provenance(cell), **(costs or {})}
+    return [{**base, "status": "failed", "metric": metric, "value": math.nan, "reason": reason,
+             "metric_seconds": 0.0} for metric in cell.metrics]
+
+
+def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None = None,
+             save_samples: bool = False, progress: bool = False,
+             num_threads: int | None = None) -> CellResult:
+    """Run one cell; never raises for a failing sampler, metric or time limit.
+
+    A pure function of its arguments apart from the trained-sampler cache (so it is picklable
+    and runs on a Dask worker): it writes no results store.
+
+    Args:
+        cell: the cell.
+        cache_dir: trained neural samplers, keyed by :attr:`Cell.train_key`.
+        timeout: the cell's time limit in seconds (see the module docstring), or None.
+        save_samples: return the samples (float32, CPU) in the result.
+        progress: tqdm bars inside training.
+        num_threads: set torch's intra-op threads first (workers inherit no client setting).
+    """
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    deadline = Deadline.after(timeout)
+    costs: dict[str, Any] = {}
+    history = None
+    try:
+        target = build_target(cell.target.name, dict(cell.target.params), cell.device,
+                              cell.dtype)
+        generator = make_generator(cell.cell_seed, target.device)
+        if cell.sampler is None:
+            samples, seconds = timed(lambda: target.sample(cell.n, generator), target.device)
+            costs = {"nfe": 0.0, "sample_seconds": seconds}
+        else:
+            sampler = build_sampler(cell.sampler, cell.params)
+            if sampler.kind == "neural":
+                samples, costs, history = _sample_neural(cell, sampler, target, generator,
+                                                         Path(cache_dir), deadline, progress)
+            else:
+                samples, costs = _sample_iterative(cell, sampler, target, generator, deadline)
+        status, evaluated = evaluate_samples(samples, target, cell.metrics, n=cell.n,
+                                             reference_seed=cell.reference_seed,
+                                             target_label=cell.target.label, deadline=deadline)
+    except Exception as error:  # a failing cell is a result, not a crash
+        if os.environ.get("BENCHMARK_DEBUG"):
+            traceback.print_exc()
+        history = (cell.train_key, history) if history else None
+        return CellResult(failure_rows(cell, one_line(error), costs), None, history)
+    base = {**provenance(cell), **costs, "status": status}
+    kept = samples.detach().to("cpu", torch.float32) if save_samples else None
+    return CellResult([{**base, **row} for row in evaluated], kept,
+                      (cell.train_key, history) if history else None)
+
+
+class Runner:
+    """Runs single cells of one matrix, writing training histories to a results store.
+
+    Kept for callers that want rows only; :func:`run_matrix` is the usual entry point.
+
+    Args:
+        store: where training histories are written.
         cache_dir: trained neural samplers, keyed by :attr:`Cell.train_key`.
         progress: show tqdm progress bars for training.
+        timeout: per-cell time limit in seconds, or None.
     """
 
     def __init__(self, store: ResultsStore, cache_dir: str | os.PathLike,
-                 progress: bool = False) -> None:
+                 progress: bool = False, timeout: float | None = None) -> None:
         self.store = store
         self.cache_dir = Path(cache_dir)
         self.progress = progress
+        self.timeout = timeout
 
-    # -- sampling -----------------------------------------------------------------------
-    def _sample_iterative(self, cell: Cell, sampler: IterativeSampler, target: Target,
-                          generator: torch.Generator) -> tuple[Tensor, dict]:
-        device = target.device
-        # Warm-up on a few throwaway chains (uncounted): first-call allocations, kernels, caches.
-        warm = make_generator(0, device)
-        state = sampler.init(target, sampler.initial_positions(target, min(cell.n, 16), warm), 2)
-        sampler.step(target, state, warm)
-
-        counting = CountingTarget(target)
-
-        def chain() -> Tensor:
-            state = sampler.init(counting, sampler.initial_positions(counting, cell.n, generator),
-                                 cell.budget)
-            for _ in range(cell.budget):
-                state, _ = sampler.step(counting, state, generator)
-            return sampler.finalize(counting, state)
-
-        samples, seconds = timed(chain, device)
-        return samples, {"nfe": counting.nfe_per_particle(cell.n), "sample_seconds": seconds}
-
-    def _trained(self, cell: Cell, sampler: NeuralSampler, target: Target) -> dict:
-        """Train (or load from the cache) and return the training ledger."""
-        path = self.cache_dir / f"{cell.train_key}.pt"
-        if path.exists():
-            payload = torch.load(path, map_location=target.device, weights_only=True)
-            sampler.load_state_dict(payload["state"])
-            return dict(payload["ledger"])
-        counting = CountingTarget(target)
-        generator = make_generator(cell.cell_seed, target.device)
-        callback = self._training_callback(cell, target)
-        history, seconds = timed(
-            lambda: sampler.train(counting, sampler.params.num_iterations, generator,
-                                  callback=callback, progress=self.progress), target.device)
-        # The sampler's own ledger excludes the callback's evaluation time when it keeps one.
-        own = getattr(sampler, "ledger", {})
-        ledger = {"train_nfe": counting.num_evaluations, "train_hvp": counting.num_hvp,
-                  "train_iterations": own.get("train_iterations", sampler.params.num_iterations),
-                  "train_seconds": own.get("train_seconds", seconds)}
-        self.store.write_history(cell.train_key, [
-            {"train_key": cell.train_key, "target": cell.target.label,
-             "sampler": cell.sampler_label, "params": canonical_json(cell.params),
-             "seed": cell.seed, **row} for row in history])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".pt.tmp")
-        torch.save({"state": sampler.state_dict(), "ledger": ledger}, temporary)
-        os.replace(temporary, path)
-        return ledger
-
-    def _training_callback(self, cell: Cell, target: Target):
-        """Log KSD on a fixed evaluation batch during training, if the matrix reports KSD."""
-        if "ksd" not in cell.metrics:
-            return None
-        from benchmark.metrics import METRICS, MetricContext
-
-        batch = min(cell.n, 500)
-        context = MetricContext(reference=None, generator=make_generator(0, target.device))
-
-        def callback(iteration: int, sampler: NeuralSampler) -> dict[str, float]:
-            # The same evaluation noise at every logged iteration, so the curve is smooth.
-            with torch.no_grad():
-                x = sampler.sample(batch, make_generator(cell.cell_seed + 1, target.device))
-            if not torch.isfinite(x).all():
-                return {"ksd_eval": math.nan}
-            return {"ksd_eval": float(METRICS["ksd"].fn(x, target, context))}
-
-        return callback
-
-    def _sample_neural(self, cell: Cell, sampler: NeuralSampler, target: Target,
-                       generator: torch.Generator) -> tuple[Tensor, dict]:
-        ledger = self._trained(cell, sampler, target)
-        sampler.sample(min(cell.n, 16), make_generator(0, target.device))  # warm-up
-        # ``sample`` is given no target, so the sampling phase costs 0 target evaluations.
-        samples, seconds = timed(lambda: sampler.sample(cell.n, generator), target.device)
-        return samples, {**ledger, "nfe": 0.0, "sample_seconds": seconds}
-
-    # -- one cell -----------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> list[dict]:
         """All rows of one cell; never raises for a failing sampler or metric."""
-        from benchmark.metrics import METRICS, MetricContext, supported_metrics
-
-        base = self._provenance(cell)
-        costs: dict[str, Any] = {}
-        try:
-            target = build_target(cell.target, cell.device, cell.dtype)
-            generator = make_generator(cell.cell_seed, target.device)
-            if cell.sampler is None:
-                samples, seconds = timed(lambda: target.sample(cell.n, generator), target.device)
-                costs = {"nfe": 0.0, "sample_seconds": seconds}
-            else:
-                sampler = build_sampler(cell.sampler, cell.params)
-                sample = (self._sample_neural if sampler.kind == "neural"
-                          else self._sample_iterative)
-                samples, costs = sample(cell, sampler, target, generator)
-        except Exception as error:  # a failing cell is a result, not a crash
-            reason = _one_line(error)
-            if os.environ.get("BENCHMARK_DEBUG"):
-                traceback.print_exc()
-            return [{**base, **costs, "status": "failed", "metric": metric, "value": math.nan,
-                     "reason": reason, "metric_seconds": 0.0} for metric in cell.metrics]
-
-        finite = torch.isfinite(samples).all(dim=1)
-        status = "ok" if bool(finite.all()) else "diverged"
-        supported = set(supported_metrics(target))
-        reference = None
-        if "reference" in target.provides:
-            reference = target.sample(cell.n, make_generator(cell.reference_seed, target.device))
-        context = MetricContext(reference=reference,
-                                generator=make_generator(cell.reference_seed + 1, target.device))
-        rows = []
-        for metric in cell.metrics:
-            value, reason, seconds = math.nan, "", 0.0
-            if status == "diverged":
-                bad = int((~finite).sum())
-                reason = f"diverged: {bad} of {cell.n} samples non-finite"
-            elif metric not in supported:
-                missing = METRICS[metric].requires - target.provides
-                reason = (f"not applicable: target '{cell.target.label}' does not provide "
-                          f"{', '.join(sorted(missing))}")
-            else:
-                try:
-                    value, seconds = timed(
-                        lambda m=metric: METRICS[m].fn(samples.detach(), target, context),
-                        target.device)
-                    value = float(value)
-                    if not math.isfinite(value):
-                        reason = "metric is non-finite"
-                except Exception as error:
-                    value, reason = math.nan, f"metric failed: {_one_line(error)}"
-            rows.append({**base, **costs, "status": status, "metric": metric, "value": value,
-                         "reason": reason, "metric_seconds": seconds})
-        return rows
-
-    @staticmethod
-    def _provenance(cell: Cell) -> dict[str, Any]:
-        return {
-            "matrix": cell.matrix, "cell_id": cell.cell_id, "target": cell.target.label,
-            "target_name": cell.target.name,
-            "target_params": canonical_json(dict(cell.target.params)),
-            "sampler": cell.sampler_label,
-            "sampler_name": cell.sampler.name if cell.sampler else REFERENCE_LABEL,
-            "params": canonical_json(cell.params), "budget": cell.budget, "seed": cell.seed,
-            "cell_seed": cell.cell_seed, "n": cell.n, "nfe": math.nan, "train_nfe": math.nan,
-            "train_hvp": math.nan, "train_iterations": math.nan, "train_seconds": math.nan,
-            "sample_seconds": math.nan, "device": cell.device,
-            "num_threads": torch.get_num_threads(),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "torch_version": torch.__version__, "package_version": package_version(),
-            "git_commit": git_commit(),
-            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-
-
-def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
-    """Whether ``cell`` belongs to shard ``(index, count)``.
-
-    Shards split by (target, sampler, params, seed), so every budget of one trained sampler
-    lands in the same shard and no trained-sampler key is trained by two shards.
-    """
-    if shard is None:
-        return True
-    index, count = shard
-    return seed_from(cell.target.label, cell.sampler_label, cell.params, cell.seed) % count == index
+        result = run_cell(cell, self.cache_dir, timeout=self.timeout, progress=self.progress)
+        if result.history is not None:
+            self.store.write_history(*result.history)
+        return result.rows
 
 
 def run_matrix(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike,
                force: bool = False, progress: bool = False,
-               shard: tuple[int, int] | None = None) -> Iterator[tuple[Cell, list[dict]]]:
+               shard: tuple[int, int] | None = None,
+               save_samples: bool | None = None) -> Iterator[tuple[Cell, list[dict]]]:
     """Run every unfinished cell (of ``shard``, if given) in order, writing each when it ends.
 
     Shards are disjoint sets of cells, and each cell is its own file, so ``count`` processes
     with the same matrix and store but different shard indices never write the same file.
-    Yields ``(cell, rows)`` after each write so callers can report progress.
+    The matrix's ``cell_timeout`` applies to each cell; ``save_samples`` (default: the
+    matrix's) stores each cell's samples before its rows. Yields ``(cell, rows)`` after each
+    write so callers can report progress.
     """
-    runner = Runner(store, cache_dir, progress=progress)
+    from benchmark.results import write_result
+
+    keep = matrix.save_samples if save_samples is None else save_samples
     for cell in plan_cells(matrix):
         if not in_shard(cell, shard):
             continue
         if not force and store.has_cell(cell.cell_id):
             continue
-        rows = runner.run_cell(cell)
-        store.write_cell(cell.cell_id, rows)
-        yield cell, rows
+        result = run_cell(cell, cache_dir, timeout=matrix.cell_timeout, save_samples=keep,
+                          progress=progress)
+        write_result(store, cell, result)
+        yield cell, result.rows

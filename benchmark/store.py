@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -59,19 +60,29 @@ HISTORY_COLUMNS: tuple[str, ...] = ("train_key", "target", "sampler", "params", 
                                     "iteration", "metric", "value")
 
 
-def _atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+def atomic_write(path: Path, write: Callable[[IO], None], mode: str = "w") -> None:
+    """Write ``path`` so that it either appears complete or not at all.
+
+    ``write(stream)`` fills a temporary file in the same directory, which is flushed, fsynced
+    and renamed into place (``os.replace`` is atomic on POSIX).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False, na_rep="nan")
+        with os.fdopen(handle, mode, **({"newline": ""} if "b" not in mode else {})) as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; results are for sharing
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda stream: frame.to_csv(stream, index=False, na_rep="nan"))
 
 
 class ResultsStore:

@@ -1,0 +1,248 @@
+"""Cells: the unit of work of a matrix, their identity, seeds and planning.
+
+A cell is (target, sampler with its resolved params, budget, seed). Its identity hashes to
+``cell_id`` (the store's file name) and its random streams are hashed from the same parts:
+
+* ``cell_seed`` leaves the budget out, so a sampler at budgets 100 and 200 shares its initial
+  points and noise (common random numbers across budgets);
+* ``reference_seed`` (the evaluation reference set) depends only on (matrix seed, target, seed,
+  n), so every sampler of a (target, seed) is evaluated against the same reference samples and
+  tables can pair over seeds;
+* ``train_key`` names one trained neural sampler: (matrix seed, target, sampler, resolved
+  params, seed, dtype, code version). The training budget is one of the params.
+
+Each target also gets *floor* cells (sampler label ``reference``, budget 0): the same metrics on
+exact reference samples, which is the noise floor every table shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.matrix import DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
+from samplers.base import IterativeSampler, NeuralSampler
+from targets.base import Target
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_LABEL = "reference"
+
+
+def _jsonable(value: Any) -> Any:
+    # Injected functions (e.g. SVGD's bandwidth rule) are named by import path: their repr
+    # holds a memory address, which would make hashes differ between processes.
+    if callable(value):
+        return f"{value.__module__}:{value.__qualname__}"
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces) used for hashing and the params column."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def resolved_params(spec: SamplerSpec, params: dict) -> dict:
+    """Every hyper-parameter of the sampler, defaults included, as JSON-ready values.
+
+    Cells are identified by these, so changing a sampler's default reruns its cells.
+    """
+    from samplers import SAMPLERS
+    from samplers.base import build_params
+
+    sampler_class = resolve("sampler", spec.name, SAMPLERS)
+    full = dataclasses.asdict(build_params(sampler_class.Params, spec.name, params))
+    return json.loads(canonical_json(full))
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """Hex SHA-256 prefix of the canonical JSON of ``parts`` (stable across processes)."""
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:length]
+
+
+def seed_from(*parts: Any) -> int:
+    """A 63-bit seed from a hash of ``parts`` (stable across processes and machines)."""
+    return int(stable_hash(*parts), 16) % (2**63)
+
+
+@cache
+def code_version() -> str:
+    """Hash of the source of ``targets`` and ``samplers``: a trained sampler depends on both."""
+    digest = hashlib.sha256()
+    for package in ("targets", "samplers"):
+        for path in sorted((PACKAGE_ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@cache
+def git_commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short=12", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@cache
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sampler-bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work; floor cells have ``sampler is None``."""
+
+    matrix: str
+    matrix_seed: int
+    target: TargetSpec
+    sampler: SamplerSpec | None
+    params: dict
+    budget: int
+    seed: int
+    n: int
+    device: str
+    dtype: str
+    metrics: tuple[str, ...]
+
+    @property
+    def sampler_label(self) -> str:
+        return self.sampler.label if self.sampler else REFERENCE_LABEL
+
+    @property
+    def is_neural(self) -> bool:
+        return self.sampler is not None and self.sampler.kind == "neural"
+
+    @property
+    def identity(self) -> tuple:
+        sampler = (self.sampler.label, self.sampler.name) if self.sampler else (REFERENCE_LABEL,)
+        return (self.matrix_seed, self.target.label, self.target.name, dict(self.target.params),
+                sampler, self.params, self.budget, self.seed, self.n, self.dtype)
+
+    @property
+    def cell_id(self) -> str:
+        return stable_hash(*self.identity)
+
+    @property
+    def cell_seed(self) -> int:
+        # No budget here: common random numbers across budgets (see the module docstring).
+        return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
+                         self.sampler_label, self.params, self.seed)
+
+    @property
+    def reference_seed(self) -> int:
+        """Seed of the evaluation reference set: shared by every sampler of a (target, seed)."""
+        return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
+                         "evaluation-reference", self.seed, self.n)
+
+    @property
+    def train_key(self) -> str:
+        return stable_hash(self.matrix_seed, self.target.label, dict(self.target.params),
+                           self.sampler.name if self.sampler else None, self.params, self.seed,
+                           self.dtype, code_version())
+
+
+def plan_cells(matrix: Matrix) -> list[Cell]:
+    """Every cell of the matrix: floors first, then target × sampler × budget × seed."""
+    cells = []
+    common = dict(matrix=matrix.name, matrix_seed=matrix.seed, n=matrix.n, device=matrix.device,
+                  dtype=matrix.dtype, metrics=matrix.metrics)
+    for target in matrix.targets:
+        for seed in matrix.seeds:
+            cells.append(Cell(target=target, sampler=None, params={}, budget=0, seed=seed,
+                              **common))
+        for sampler in matrix.samplers:
+            params = resolved_params(sampler, matrix.sampler_params(sampler, target))
+            for budget in sampler.budgets:
+                for seed in matrix.seeds:
+                    cells.append(Cell(target=target, sampler=sampler, params=params,
+                                      budget=budget, seed=seed, **common))
+    return cells
+
+
+def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
+    """Whether ``cell`` belongs to shard ``(index, count)``.
+
+    Shards split by (target, sampler, params, seed), so every budget of one trained sampler
+    lands in the same shard and no trained-sampler key is trained by two shards.
+    """
+    if shard is None:
+        return True
+    index, count = shard
+    return seed_from(cell.target.label, cell.sampler_label, cell.params, cell.seed) % count == index
+
+
+def build_target(name: str, params: dict, device: str, dtype: str) -> Target:
+    """A target from its registry name (or import path), constructor params, device and dtype."""
+    from targets import TARGETS
+
+    target_class = resolve("target", name, TARGETS)
+    return target_class(device=device, dtype=DTYPES[dtype], **params)
+
+
+def build_sampler(spec: SamplerSpec, overrides: dict) -> IterativeSampler | NeuralSampler:
+    """The sampler with the matrix's params; injected functions keep their defaults."""
+    from samplers import SAMPLERS
+
+    sampler_class = resolve("sampler", spec.name, SAMPLERS)
+    defaults = json.loads(canonical_json(dataclasses.asdict(sampler_class.Params())))
+    return sampler_class(**{k: v for k, v in overrides.items() if v != defaults.get(k)})
+
+
+def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> tuple[float, int, int]:
+    """Time estimate for ``cells`` from the timings of stored cells.
+
+    A stored cell took ``sample_seconds + train_seconds + sum of metric_seconds`` (training
+    counts when the row has it, including when the weights came from the cache, so estimates
+    err on the long side). Each planned cell is estimated by the mean over stored cells with
+    the same (target, sampler, budget) and a finite ``sample_seconds`` (failed cells have none).
+
+    Args:
+        cells: the cells to estimate.
+        stored: rows of a results store (:meth:`benchmark.store.ResultsStore.load`).
+
+    Returns:
+        ``(seconds, num_sources, num_without)``: the estimate, the number of stored cells it
+        is based on, and the number of planned cells with no matching stored timing.
+    """
+    key = ["target", "sampler", "budget"]
+    if stored.empty:
+        return 0.0, 0, len(cells)
+    per_cell = stored.groupby("cell_id").agg(
+        target=("target", "first"), sampler=("sampler", "first"), budget=("budget", "first"),
+        sample=("sample_seconds", "first"), train=("train_seconds", "first"),
+        metrics=("metric_seconds", "sum"))
+    per_cell = per_cell[np.isfinite(per_cell["sample"].astype(float))]
+    seconds = per_cell["sample"] + per_cell["train"].fillna(0.0) + per_cell["metrics"]
+    groups = seconds.groupby([per_cell[k] for k in key]).agg(["mean", "size"])
+    means = {(str(t), str(s), int(b)): (float(m), int(c))
+             for (t, s, b), m, c in zip(groups.index, groups["mean"], groups["size"], strict=True)}
+    total, used, without = 0.0, set(), 0
+    for cell in cells:
+        match = means.get((cell.target.label, cell.sampler_label, cell.budget))
+        if match is None:
+            without += 1
+            continue
+        total += match[0]
+        used.add((cell.target.label, cell.sampler_label, cell.budget))
+    return total, sum(means[k][1] for k in used), without

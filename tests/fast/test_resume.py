@@ -1,0 +1,218 @@
+"""Crash safety and resume (a real SIGKILL mid-run), cell time limits, and the dry-run estimate."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.cells import estimate_seconds
+from benchmark.cli import main
+from benchmark.matrix import MatrixError, parse_matrix
+from benchmark.runner import Deadline, plan_cells, run_cell
+from benchmark.store import COLUMNS, ResultsStore
+
+HERE = Path(__file__).resolve().parent
+#: Columns that legitimately differ between two runs of the same seeded cells.
+UNSEEDED = ["train_seconds", "sample_seconds", "metric_seconds", "timestamp", "worker"]
+
+# 6 floor cells (fast) then 12 slow-MALA cells of ~0.15-0.3 s each: the run lasts a few
+# seconds, so there is a wide window in which 0 < stored cells < 18.
+RESUME_MATRIX = """
+name = "resume"
+seeds = [0, 1, 2, 3, 4, 5]
+n = 32
+metrics = ["ksd", "energy_distance"]
+save_samples = true
+targets = ["gaussian"]
+[[samplers]]
+name = "slow_plugins:SlowMALA"
+label = "slow_mala"
+budgets = [4, 8]
+params = {delay = 0.03}
+"""
+
+
+def _command(matrix: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "benchmark", "run", str(matrix), "--out", str(out),
+            "--cache", str(out / "cache")]
+
+
+def _environment() -> dict[str, str]:
+    # The plugin is imported by path ``slow_plugins:SlowMALA``, so its folder must be on the
+    # subprocess's path; one intra-op thread keeps both concurrent runs identical and light.
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _stored_files(store: Path) -> list[Path]:
+    cells = store / "cells"
+    return sorted(cells.glob("*.csv")) if cells.exists() else []
+
+
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
+    matrix = tmp_path / "resume.toml"
+    matrix.write_text(RESUME_MATRIX)
+    total = len(plan_cells(parse_matrix(tomllib.loads(RESUME_MATRIX))))
+    killed_store, full_store = tmp_path / "killed", tmp_path / "full"
+    environment = _environment()
+    full_log = (tmp_path / "full.log").open("w")  # a file, not a pipe nobody reads yet
+    full = subprocess.Popen(_command(matrix, full_store), env=environment, cwd=HERE.parent.parent,
+                            stdout=full_log, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(_command(matrix, killed_store), env=environment,
+                              cwd=HERE.parent.parent, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while victim.poll() is None and time.monotonic() < deadline:
+            if 0 < len(_stored_files(killed_store)) < total:
+                victim.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        assert victim.wait(timeout=30) == -signal.SIGKILL, "the run ended before it was killed"
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    stored = _stored_files(killed_store)
+    assert 0 < len(stored) < total
+    # Every stored file is a complete cell: full schema, one row per metric, and its samples.
+    for path in stored:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=["nan"])
+        assert list(frame.columns) == list(COLUMNS)
+        assert sorted(frame["metric"]) == ["energy_distance", "ksd"]
+        assert (frame["status"] == "ok").all() and frame["value"].map(math.isfinite).all()
+        samples = torch.load(killed_store / "samples" / f"{path.stem}.pt", weights_only=True)
+        assert samples["samples"].shape == (32, 2) and samples["samples"].dtype == torch.float32
+
+    rerun = subprocess.run(_command(matrix, killed_store), env=environment,
+                           cwd=HERE.parent.parent, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({total - len(stored)} to run)" in rerun.stdout  # finished cells were skipped
+    assert full.wait(timeout=120) == 0, (tmp_path / "full.log").read_text()
+    full_log.close()
+
+    resumed, reference = ResultsStore(killed_store).load(), ResultsStore(full_store).load()
+    assert len(resumed) == total * 2
+    assert not resumed.duplicated(["cell_id", "metric"]).any()
+    pd.testing.assert_frame_equal(resumed.drop(columns=UNSEEDED),
+                                  reference.drop(columns=UNSEEDED))  # exact: runs are seeded
+    for store in (killed_store, full_store):
+        assert main(["table", str(store)]) == 0
+    for name in ("ksd.md", "energy_distance.md", "aggregate.csv"):
+        assert ((killed_store / "tables" / name).read_bytes()
+                == (full_store / "tables" / name).read_bytes())
+
+
+# -- cell time limit ------------------------------------------------------------------------
+def test_cell_over_its_time_limit_is_failed_and_the_run_goes_on(tmp_path, single_thread):
+    data = {"seeds": [0], "n": 16, "metrics": ["ksd"], "targets": ["gaussian"],
+            "cell_timeout": 0.3,
+            "samplers": [{"name": "slow_plugins:SlowMALA", "label": "slow",
+                          "budgets": [1000], "params": {"delay": 0.05}},
+                         {"name": "mala", "budgets": [5]}]}
+    store = ResultsStore(tmp_path / "store")
+    from benchmark.runner import run_matrix
+
+    finished = list(run_matrix(parse_matrix(data), store, cache_dir=tmp_path / "cache"))
+    assert len(finished) == 3
+    rows = store.load().set_index("sampler")
+    assert rows.loc["slow", "status"] == "failed"
+    assert rows.loc["slow", "reason"] == "timeout: exceeded 0.3 s"
+    assert math.isnan(rows.loc["slow", "value"])
+    assert rows.loc["mala", "status"] == "ok" and rows.loc["reference", "status"] == "ok"
+
+
+def test_neural_training_is_stopped_by_the_time_limit(tmp_path, single_thread):
+    data = {"seeds": [0], "n": 16, "metrics": ["ksd"], "targets": ["gaussian"],
+            "samplers": [{"name": "dft_ns", "budgets": [1],
+                          "params": {"num_iterations": 10**7, "batch_size": 8,
+                                     "hidden_width": 8, "hidden_depth": 1}}]}
+    cell = next(c for c in plan_cells(parse_matrix(data)) if c.sampler is not None)
+    result = run_cell(cell, tmp_path / "cache", timeout=0.5)
+    assert {row["reason"] for row in result.rows} == {"timeout: exceeded 0.5 s"}
+    assert {row["status"] for row in result.rows} == {"failed"}
+    # Interrupted training is never cached (a later run must train from scratch).
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_deadline_is_checked_between_steps_only():
+    Deadline.after(None).check()  # no limit: never raises
+    expired = Deadline(seconds=1.0, start=time.monotonic() - 2.0)
+    with pytest.raises(TimeoutError, match="exceeded 1 s"):
+        expired.check()
+    Deadline(seconds=60.0, start=time.monotonic()).check()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"cell_timeout": 0}, "cell_timeout: expected a number of seconds > 0"),
+    ({"cell_timeout": True}, "cell_timeout: expected a number of seconds > 0"),
+    ({"cell_timeout": "1h"}, "cell_timeout: expected a number of seconds > 0"),
+    ({"save_samples": "yes"}, "save_samples: expected true or false"),
+])
+def test_new_matrix_keys_are_validated(changes, message):
+    data = {"targets": ["gaussian"], "samplers": [{"name": "mala", "budgets": [1]}], **changes}
+    with pytest.raises(MatrixError, match=message):
+        parse_matrix(data)
+
+
+# -- dry-run estimate -----------------------------------------------------------------------
+ESTIMATE = {"name": "estimate", "n": 16, "metrics": ["ksd"], "targets": ["gaussian"],
+            "samplers": [{"name": "mala", "budgets": [2, 4]}]}
+
+
+def test_dry_run_estimates_from_stored_timings(tmp_path, capsys, single_thread):
+    from benchmark.runner import run_matrix
+
+    store = ResultsStore(tmp_path / "store")
+    list(run_matrix(parse_matrix({**ESTIMATE, "seeds": [0]}), store, tmp_path / "cache"))
+    stored = store.load()
+    # Seeds 1 and 2 are new; budget 8 has no stored timing.
+    bigger = {**ESTIMATE, "seeds": [0, 1, 2],
+              "samplers": [{"name": "mala", "budgets": [2, 4, 8]}]}
+    todo = [c for c in plan_cells(parse_matrix(bigger)) if not store.has_cell(c.cell_id)]
+    seconds, sources, without = estimate_seconds(todo, stored)
+    per_cell = {(row.sampler, row.budget): row.sample_seconds + row.metric_seconds
+                for row in stored.itertuples()}
+    expected = sum(per_cell[(c.sampler_label, c.budget)] for c in todo
+                   if (c.sampler_label, c.budget) in per_cell)
+    assert seconds == pytest.approx(expected, rel=1e-12)
+    assert sources == 3  # the three stored cells: floor, mala@2, mala@4
+    assert without == 3  # mala@8, seeds 0, 1 and 2
+
+    path = tmp_path / "bigger.toml"
+    path.write_text(textwrap.dedent("""
+        name = "estimate"
+        seeds = [0, 1, 2]
+        n = 16
+        metrics = ["ksd"]
+        targets = ["gaussian"]
+        [[samplers]]
+        name = "mala"
+        budgets = [2, 4, 8]
+    """))
+    assert main(["run", str(path), "--dry-run", "--out", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "12 cells (9 to run)" in out
+    assert f"estimate: {expected:.1f} s from 3 stored cells; 3 cells without timing" in out
+    assert len(_stored_files(store.root)) == 3  # a dry run runs nothing
+
+
+def test_iterative_step_count_is_unchanged_by_the_deadline(tmp_path):
+    """The deadline check is outside the step: a cell within its limit runs every step."""
+    data = {"seeds": [0], "n": 8, "metrics": ["ksd"], "targets": ["gaussian"],
+            "samplers": [{"name": "mala", "budgets": [7]}]}
+    cell = next(c for c in plan_cells(parse_matrix(data)) if c.sampler is not None)
+    limited = run_cell(cell, tmp_path, timeout=600.0).rows
+    free = run_cell(cell, tmp_path).rows
+    assert limited[0]["nfe"] == free[0]["nfe"] == 8  # K + 1 evaluations per particle
+    assert limited[0]["value"] == free[0]["value"]

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 some cell failed; 2 usage or input error (one line, no 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -77,19 +78,41 @@ def _command_run(args: argparse.Namespace) -> int:
     todo = [c for c in cells if args.force or not store.has_cell(c.cell_id)]
     print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
           f"results in {out}", flush=True)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
     if args.dry_run:
+        from benchmark.cells import estimate_seconds
+
+        seconds, sources, without = estimate_seconds(todo, store.load())
+        print(f"estimate: {seconds:.1f} s from {sources} stored cells; {without} cells without "
+              f"timing")
         return 0
+    save_samples = True if args.save_samples else None  # None: the matrix's save_samples
     start = time.perf_counter()
     failed = 0
     bar = tqdm(total=len(todo), desc=matrix.name, unit="cell", disable=None)
-    for cell, rows in run_matrix(matrix, store, cache_dir=args.cache, force=args.force,
-                                 progress=args.progress, shard=shard):
-        bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
-        bar.update()
-        if rows and rows[0]["status"] == "failed":
-            failed += 1
-            tqdm.write(f"failed: {cell.target.label} {cell.sampler_label}@{cell.budget} "
-                       f"seed {cell.seed}: {rows[0]['reason']}")
+    with contextlib.ExitStack() as stack:
+        if args.workers is None and args.scheduler is None:
+            results = run_matrix(matrix, store, cache_dir=args.cache, force=args.force,
+                                 progress=args.progress, shard=shard, save_samples=save_samples)
+        else:
+            from benchmark.distributed import dask_client, run_matrix_distributed
+
+            try:
+                client = stack.enter_context(dask_client(args.workers, args.scheduler))
+            except OSError as error:  # includes TimeoutError: nothing answered
+                raise UsageError(f"--scheduler: cannot connect to '{args.scheduler}': "
+                                 f"{error}") from None
+            results = run_matrix_distributed(matrix, store, args.cache, client,
+                                             force=args.force, shard=shard,
+                                             save_samples=save_samples)
+        for cell, rows in stack.enter_context(contextlib.closing(results)):
+            bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
+            bar.update()
+            if rows and rows[0]["status"] == "failed":
+                failed += 1
+                tqdm.write(f"failed: {cell.target.label} {cell.sampler_label}@{cell.budget} "
+                           f"seed {cell.seed}: {rows[0]['reason']}")
     bar.close()
     print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed")
     _print_tables(out, [m for m in matrix.metrics])
@@ -107,6 +130,49 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _command_table(args: argparse.Namespace) -> int:
     _print_tables(Path(args.store), args.metric)
+    return 0
+
+
+def _command_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from benchmark.evaluate import evaluate_store
+    from benchmark.metrics import METRICS
+    from benchmark.results import write_samples
+    from benchmark.store import ResultsStore
+
+    store_dir = Path(args.store)
+    if not (store_dir / "cells").is_dir():
+        raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
+    unknown = [metric for metric in args.metric or [] if metric not in METRICS]
+    if unknown:
+        raise UsageError(f"--metric: unknown metric '{unknown[0]}'; valid choices: "
+                         f"{', '.join(sorted(METRICS))}")
+    if args.device is not None:
+        check_device(args.device)
+    out = ResultsStore(args.out) if args.out else None
+    shown, without = [], 0
+    for cell in tqdm(list(evaluate_store(ResultsStore(store_dir), args.metric, args.device)),
+                     desc="evaluate", unit="cell", disable=None):
+        if cell.rows is None:
+            without += 1
+        else:
+            stored = dict(zip(cell.stored["metric"], cell.stored["value"], strict=True))
+            shown += [{**row, "stored": stored.get(row["metric"], float("nan"))}
+                      for row in cell.rows]
+        if out is not None:
+            if cell.payload is not None and out.root.resolve() != store_dir.resolve():
+                write_samples(out, cell.cell_id, cell.payload.pop("samples"), **cell.payload)
+            out.write_cell(cell.cell_id, cell.merged(args.metric))
+    if not shown:
+        raise UsageError(f"no samples in '{store_dir}/samples/' (run with --save-samples or "
+                         f"save_samples = true)")
+    columns = ["target", "sampler", "budget", "seed", "metric", "status", "value", "stored"]
+    frame = pd.DataFrame(shown)[columns].sort_values(columns[:5], kind="mergesort")
+    print(frame.to_string(index=False, float_format=lambda value: f"{value:.6g}"))
+    print(f"recomputed {len(shown)} values of {frame['metric'].nunique()} "
+          f"metric(s) from samples; {without} cell(s) without samples"
+          + (f"; written to {out.root}" if out is not None else ""))
     return 0
 
 
@@ -138,6 +204,26 @@ def _command_compare(args: argparse.Namespace) -> int:
     return 1 if comparison["regression"].any() else 0
 
 
+def _command_plot(args: argparse.Namespace) -> int:
+    from benchmark.plots import FIGURES, write_figures
+
+    store_dir = Path(args.store)
+    if not ((store_dir / "cells").is_dir() or (store_dir / "history").is_dir()):
+        raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
+    unknown = [name for name in args.figure or [] if name not in FIGURES]
+    if unknown:
+        raise UsageError(f"unknown figure(s) {', '.join(unknown)}; valid figures: "
+                         f"{', '.join(FIGURES)}")
+    out = Path(args.out) if args.out else store_dir / "figures"
+    for result in write_figures(store_dir, out, args.figure):
+        if result.skipped:
+            print(f"skipped {result.name}: {result.skipped}")
+        else:
+            print(f"wrote {result.name} ({result.seconds:.1f} s): "
+                  f"{', '.join(str(path) for path in result.paths)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description="Benchmark samplers of un-normalised densities.")
@@ -151,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trained-sampler cache directory (default: results/cache)")
     run.add_argument("--device", help="override the matrix's device (cpu, cuda, cuda:1)")
     run.add_argument("--force", action="store_true", help="rerun cells that already finished")
-    run.add_argument("--dry-run", action="store_true", help="validate and count cells only")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, count cells and estimate the time from stored timings")
+    run.add_argument("--save-samples", action="store_true",
+                     help="store each cell's samples in OUT/samples/ (for evaluate)")
+    scale = run.add_mutually_exclusive_group()
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="run cells on a local Dask cluster of N worker processes")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run cells on an existing Dask cluster (e.g. tcp://host:8786)")
     run.add_argument("--progress", action="store_true", help="progress bars inside training")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="run only shard INDEX of COUNT disjoint shards (parallel processes "
@@ -165,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--metric", action="append", help="metric(s) to tabulate (default: all)")
     table.set_defaults(handler=_command_table)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="recompute metrics from the samples a run stored (--save-samples)")
+    evaluate.add_argument("store", help="results store directory")
+    evaluate.add_argument("--metric", nargs="+", action="extend",
+                          help="metric(s) to compute (default: those stored for each cell)")
+    evaluate.add_argument("--out", help="write the cells, with the recomputed metrics replaced "
+                                        "or added, to this store (may be STORE itself)")
+    evaluate.add_argument("--device", help="evaluate on this device instead of each cell's")
+    evaluate.set_defaults(handler=_command_evaluate)
+
     compare = commands.add_parser(
         "compare", help="compare two results stores; exit 1 on a quality regression")
     compare.add_argument("baseline", help="baseline results store directory")
@@ -176,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", action="append",
                          help="metric(s) to compare (default: all)")
     compare.set_defaults(handler=_command_compare)
+
+    plot = commands.add_parser(
+        "plot", help="draw the figures of a results store (PNG + PDF) into STORE/figures/; "
+                     "figures whose data the store lacks are skipped with the reason")
+    plot.add_argument("store", help="results store directory")
+    plot.add_argument("--out", help="figure directory (default: STORE/figures)")
+    plot.add_argument("--figure", nargs="+", action="extend", metavar="NAME",
+                      help="figure(s) to draw (default: all; see benchmark.plots.FIGURES)")
+    plot.set_defaults(handler=_command_plot)
 
     listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
     listing.set_defaults(handler=_command_list)

@@ -1,0 +1,279 @@
+"""Figures are pure functions of the results store: ``python -m benchmark plot STORE``.
+
+The figures (HARNESS.md "Tables and figures"), each written as PNG and PDF:
+
+* ``fig1_<target>`` (donut, rosenbrock): target density, then DFT-NS one step vs SVGD at
+  10/100/200 steps, from stored samples (:mod:`benchmark.plots_2d`).
+* ``training_ksd``: KSD on a fixed evaluation batch (history metric ``ksd_eval``) vs training
+  iteration, one line per sampler label, one panel per target, log-y, mean ± s.e. over seeds.
+* ``ablation_sigma_kphi``: mean final KSD over seeds per (σ, K_φ) of the DFT-NS cells, one
+  heatmap per target (and per setting of any other parameter that varies).
+* ``frontier``: KSD vs wall-clock per target, one line per sampler across budgets; neural
+  samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
+  reference floor as a horizontal line.
+
+Statistics follow the tables (METRICS.md "Statistics"): mean over seeds with a finite value from
+an ``ok`` cell, s.e. = sample s.d. / √seeds, none for one seed. Colours are fixed per sampler
+label (:func:`benchmark.plots_common.sampler_colors`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from benchmark.plots_2d import DFT_PREFIX, FIG1_TARGETS, figure1
+from benchmark.plots_common import (
+    MissingData,
+    PlotData,
+    facet_grid,
+    figure_style,
+    new_figure,
+    save_figure,
+    shared_legend,
+)
+from benchmark.runner import REFERENCE_LABEL
+from benchmark.tables import aggregate, natural_key
+
+KSD = "ksd"
+HISTORY_KSD = "ksd_eval"
+ABLATION_KEYS = ("sigma", "score_steps")
+PANEL = (3.2, 2.6)
+
+
+def _mean_se(values: pd.Series) -> pd.Series:
+    finite = values[np.isfinite(values)]
+    count = len(finite)
+    se = finite.std(ddof=1) / np.sqrt(count) if count > 1 else np.nan
+    return pd.Series({"mean": finite.mean() if count else np.nan, "se": se})
+
+
+def _targets(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["target"].unique(), key=natural_key)
+
+
+def training_ksd(data: PlotData) -> Figure:
+    """KSD vs training iteration per target; DFT-NS labels drawn thicker (full vs partial)."""
+    history = data.history[data.history["metric"].eq(HISTORY_KSD)].copy()
+    if history.empty:
+        raise MissingData(f"no '{HISTORY_KSD}' training history (history/*.csv)")
+    history["value"] = pd.to_numeric(history["value"], errors="coerce").astype(float)
+    # KSD is >= 0; a zero or non-finite value (diverged evaluation) has no place on a log axis.
+    history = history[history["value"] > 0]
+    curves = (history.groupby(["target", "sampler", "iteration"])["value"].apply(_mean_se)
+              .unstack().reset_index())
+    targets = _targets(curves)
+    with figure_style():
+        figure, axes = facet_grid(len(targets), PANEL)
+        for ax, target in zip(axes, targets, strict=True):
+            per_target = curves[curves["target"].eq(target)]
+            for label in sorted(per_target["sampler"].unique(), key=natural_key):
+                curve = per_target[per_target["sampler"].eq(label)].sort_values("iteration")
+                highlight = label.startswith(DFT_PREFIX)
+                color = data.colors.get(label)
+                ax.plot(curve["iteration"], curve["mean"], color=color, label=label,
+                        linewidth=2.0 if highlight else 1.0, alpha=1.0 if highlight else 0.7)
+                se = curve["se"].fillna(0.0)
+                # A band reaching zero cannot be drawn on a log axis: it is cut a decade below
+                # the mean, which reads as "indistinguishable from zero at this scale".
+                low = np.maximum(curve["mean"] - se, curve["mean"] / 10)
+                ax.fill_between(curve["iteration"], low, curve["mean"] + se, color=color,
+                                alpha=0.2, linewidth=0)
+            ax.set_yscale("log")
+            ax.set_title(target)
+            ax.set_xlabel("training iteration")
+            ax.set_ylabel("KSD (evaluation batch)")
+        shared_legend(figure, axes)
+    return figure
+
+
+def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean final KSD per DFT-NS (target, sampler, budget), with σ, K_φ and a variant name."""
+    dft = rows[rows["metric"].eq(KSD) & (rows["sampler_name"].eq("dft_ns")
+                                         | rows["sampler"].str.startswith("dft"))]
+    if dft.empty:
+        raise MissingData("no DFT-NS KSD cells")
+    params = (dft.drop_duplicates(["target", "sampler", "budget"])
+              .set_index(["target", "sampler", "budget"])["params"].map(json.loads))
+    params = params[params.map(lambda p: all(key in p for key in ABLATION_KEYS))]
+    if params.map(lambda p: tuple(p[key] for key in ABLATION_KEYS)).nunique() < 2:
+        raise MissingData("DFT-NS cells do not vary sigma and score_steps")
+    # Any other parameter that differs between the cells (e.g. gradient full/partial) splits
+    # them into variants, shown as separate heatmap rows rather than averaged together.
+    others = pd.DataFrame([{k: json.dumps(v) for k, v in p.items() if k not in ABLATION_KEYS}
+                           for p in params], index=params.index)
+    others["budget"] = others.index.get_level_values("budget").astype(str)
+    varying = [column for column in others.columns if others[column].nunique() > 1]
+    variant = pd.Series("", index=others.index)
+    if varying:
+        variant = others[varying].apply(
+            lambda row: ", ".join(f"{key}={json.loads(value)}" for key, value in row.items()),
+            axis=1)
+    summary = aggregate(dft)
+    summary = summary.set_index(["target", "sampler", "budget"]).loc[params.index].reset_index()
+    summary["sigma"] = [p["sigma"] for p in params]
+    summary["score_steps"] = [p["score_steps"] for p in params]
+    summary["variant"] = variant.to_numpy()
+    return summary
+
+
+def ablation_sigma_kphi(data: PlotData) -> Figure:
+    """Heatmaps of mean final KSD over (σ rows, K_φ columns): targets across, variants down."""
+    cells = _ablation_cells(data.rows)
+    targets = _targets(cells)
+    variants = sorted(cells["variant"].unique())
+    with figure_style():
+        figure, axes = new_figure(len(variants), len(targets), (3.0, 2.6))
+        for row, variant in enumerate(variants):
+            for column, target in enumerate(targets):
+                ax = axes[row, column]
+                table = cells[cells["target"].eq(target) & cells["variant"].eq(variant)]
+                grid = table.pivot_table(index="sigma", columns="score_steps", values="mean",
+                                         aggfunc="mean", dropna=False)
+                values = grid.to_numpy()
+                positive = values[np.isfinite(values) & (values > 0)]
+                # KSD may span decades across σ: then colour on a log scale, else linear.
+                norm = None
+                if positive.size and positive.max() > 10 * positive.min():
+                    norm = LogNorm(positive.min(), positive.max())
+                sns.heatmap(grid, ax=ax, annot=True, fmt=".2g", cmap="rocket_r", norm=norm,
+                            cbar_kws={"label": "KSD"}, annot_kws={"fontsize": 7})
+                ax.grid(False)
+                ax.set_xlabel("K_φ (score steps)")
+                ax.set_ylabel("σ")
+                ax.set_title(f"{target}" + (f"\n{variant}" if variant else ""), fontsize=8)
+    return figure
+
+
+def _frontier_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, sampler, budget): KSD mean/s.e. and mean sample and training seconds."""
+    ksd = rows[rows["metric"].eq(KSD)]
+    if ksd.empty:
+        raise MissingData(f"no '{KSD}' rows")
+    summary = aggregate(ksd)
+    seconds = ksd.assign(**{column: pd.to_numeric(ksd[column], errors="coerce").astype(float)
+                            for column in ("sample_seconds", "train_seconds")})
+    seconds = seconds.groupby(["target", "sampler", "budget"])[
+        ["sample_seconds", "train_seconds"]].mean()
+    return summary.join(seconds, on=["target", "sampler", "budget"])
+
+
+def frontier(data: PlotData) -> Figure:
+    """KSD (log) vs wall-clock seconds (log) per target; see the module docstring."""
+    points = _frontier_points(data.rows)
+    # A target with only its floor so far (a store being written) has nothing to compare.
+    targets = _targets(points[points["sampler"].ne(REFERENCE_LABEL)])
+    if not targets:
+        raise MissingData(f"no sampler cells with '{KSD}' rows, only floors")
+    with figure_style():
+        figure, axes = facet_grid(len(targets), PANEL)
+        for ax, target in zip(axes, targets, strict=True):
+            per_target = points[points["target"].eq(target)]
+            for label in sorted(per_target["sampler"].unique(), key=natural_key):
+                curve = per_target[per_target["sampler"].eq(label)].sort_values("budget")
+                if label == REFERENCE_LABEL:
+                    floor = curve["mean"].mean()
+                    if np.isfinite(floor):
+                        ax.axhline(floor, color="black", linestyle=":", linewidth=1,
+                                   label="reference floor")
+                    continue
+                color = data.colors.get(label)
+                error = curve["se"].fillna(0.0)
+                ax.errorbar(curve["sample_seconds"], curve["mean"], yerr=error, color=color,
+                            marker="o", markersize=4, linewidth=1, label=label)
+                for budget, x, y in zip(curve["budget"], curve["sample_seconds"],
+                                        curve["mean"], strict=True):
+                    ax.annotate(str(budget), (x, y), textcoords="offset points",
+                                xytext=(3, 3), fontsize=6, color=color)
+                if curve["train_seconds"].notna().any():  # neural: also the amortised cost
+                    ax.errorbar(curve["train_seconds"] + curve["sample_seconds"], curve["mean"],
+                                yerr=error, color=color, marker="s", markersize=4,
+                                markerfacecolor="none", linestyle="--", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(target)
+            ax.set_xlabel("wall-clock seconds")
+            ax.set_ylabel("KSD")
+        shared_legend(figure, axes)
+        if points["train_seconds"].notna().any():
+            kinds = [Line2D([], [], color="0.3", marker="o", label="sampling only"),
+                     Line2D([], [], color="0.3", marker="s", markerfacecolor="none",
+                            linestyle="--", label="training + sampling (neural)")]
+            figure.legend(handles=kinds, loc="outside lower center", ncols=2, frameon=False)
+    return figure
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the registry: ``render(data)`` returns it or raises MissingData."""
+
+    name: str
+    description: str
+    render: Callable[[PlotData], Figure]
+
+
+FIGURES: dict[str, FigureSpec] = {
+    spec.name: spec for spec in [
+        *(FigureSpec(f"fig1_{target}", f"{target}: density, DFT-NS one step vs SVGD "
+                     "at 10/100/200 steps (stored samples)", partial(figure1, target_label=target))
+          for target in FIG1_TARGETS),
+        FigureSpec("training_ksd", "KSD vs training iteration (training histories)",
+                   training_ksd),
+        FigureSpec("ablation_sigma_kphi", "DFT-NS mean final KSD per (sigma, K_phi)",
+                   ablation_sigma_kphi),
+        FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class FigureResult:
+    """What happened to one figure: written ``paths``, or the ``skipped`` reason."""
+
+    name: str
+    paths: tuple[Path, ...] = ()
+    skipped: str = ""
+    seconds: float = 0.0
+
+
+def write_figures(store_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                  names: Sequence[str] | None = None) -> list[FigureResult]:
+    """Render figures of a results store to ``<out_dir>/<name>.png`` and ``.pdf``.
+
+    Args:
+        store_dir: the results store.
+        out_dir: where figures go (default ``<store_dir>/figures``).
+        names: figures to make, keys of :data:`FIGURES` (default: all).
+
+    Returns:
+        One :class:`FigureResult` per name, in order; ``seconds`` is render + save time.
+
+    Raises:
+        KeyError: an unknown figure name.
+    """
+    data = PlotData.load(store_dir)
+    out = Path(out_dir) if out_dir is not None else Path(store_dir) / "figures"
+    results = []
+    for name in names or list(FIGURES):
+        spec = FIGURES[name]
+        start = time.perf_counter()
+        try:
+            figure = spec.render(data)
+        except MissingData as reason:
+            results.append(FigureResult(name, skipped=str(reason)))
+            continue
+        paths = save_figure(figure, out, name)
+        results.append(FigureResult(name, tuple(paths), seconds=time.perf_counter() - start))
+    return results

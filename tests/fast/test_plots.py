@@ -1,0 +1,173 @@
+"""Figures from a tiny synthetic results store: every figure renders to non-empty PNG + PDF,
+figures lacking data are skipped with a reason, the CLI wires it, and output is deterministic.
+
+The store holds a donut target with a floor, SVGD at 10/100/200, DFT-NS full/partial at one step
+(with training histories) and a 2 × 2 DFT-NS σ × K_φ ablation; stored samples only for seed 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; figures are built with the object-oriented API anyway
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.plots import FIGURES, write_figures
+from benchmark.plots_2d import dft_label, sample_window
+from benchmark.plots_common import MissingData, PlotData, sampler_colors
+from benchmark.store import COLUMNS, ResultsStore
+from targets import make_target
+from targets.base import make_generator
+
+SEEDS = (0, 1)
+NUM_SAMPLES = 200
+
+
+def _row(cell_id: str, sampler: str, budget: int, seed: int, value: float, params: dict,
+         train_seconds: float = math.nan, sampler_name: str | None = None) -> dict:
+    row = {column: math.nan for column in COLUMNS}
+    row.update(matrix="tiny", cell_id=cell_id, target="donut", target_name="donut",
+               target_params="{}", sampler=sampler, sampler_name=sampler_name or sampler,
+               params=json.dumps(params, sort_keys=True), budget=budget, seed=seed,
+               cell_seed=seed, n=NUM_SAMPLES, status="ok", metric="ksd", value=value, reason="",
+               nfe=float(budget), train_seconds=train_seconds,
+               sample_seconds=0.01 * (budget + 1), device="cpu", num_threads=1, worker="test",
+               torch_version="x", package_version="x", git_commit="x", timestamp="x")
+    return row
+
+
+def _save_samples(store: ResultsStore, cell_id: str, samples: torch.Tensor) -> None:
+    (store.root / "samples").mkdir(parents=True, exist_ok=True)
+    torch.save({"samples": samples.to(torch.float32)}, store.root / "samples" / f"{cell_id}.pt")
+
+
+def build_store(root, with_samples: bool = True, with_history: bool = True) -> ResultsStore:
+    store = ResultsStore(root)
+    donut = make_target("donut", dtype=torch.float64)
+    generator = make_generator(0)
+    dft = {"gradient": "full", "sigma": 0.05, "score_steps": 2}
+    cells = [("reference", "reference", 0, {}, math.nan)]
+    cells += [("svgd", "svgd", steps, {"step_size": 0.05}, math.nan) for steps in (10, 100, 200)]
+    cells += [("dft_ns_full", "dft_ns", 1, dft, 60.0),
+              ("dft_ns_partial", "dft_ns", 1, {**dft, "gradient": "partial"}, 55.0)]
+    cells += [(f"dft_s{sigma}_k{steps}", "dft_ns", 1, {**dft, "sigma": sigma,
+                                                        "score_steps": steps}, 50.0)
+              for sigma in (0.02, 0.1) for steps in (1, 5)]
+    for index, (label, name, budget, params, train_seconds) in enumerate(cells):
+        for seed in SEEDS:
+            cell_id = f"c{index}s{seed}"
+            value = 0.1 * (index + 1) * (1 + 0.1 * seed)
+            store.write_cell(cell_id, [_row(cell_id, label, budget, seed, value, params,
+                                            train_seconds, name)])
+            if with_samples and seed == 0 and (label == "reference" or budget > 0):
+                # Exact donut samples blurred more for fewer steps: a plausible picture.
+                blur = 1.0 / max(budget, 1) ** 0.5
+                samples = donut.sample(NUM_SAMPLES, generator)
+                _save_samples(store, cell_id, samples + blur * torch.randn(
+                    samples.shape, generator=generator, dtype=samples.dtype))
+    if with_history:
+        for label in ("dft_ns_full", "dft_ns_partial"):
+            for seed in SEEDS:
+                key = f"{label}-{seed}"
+                store.write_history(key, [
+                    {"train_key": key, "target": "donut", "sampler": label, "params": "{}",
+                     "seed": seed, "iteration": iteration, "metric": metric,
+                     "value": 10.0 / iteration * (1 + 0.2 * seed)}
+                    for iteration in (10, 20, 30, 40) for metric in ("ksd_eval", "dsm_loss")])
+    return store
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    build_store(root)
+    return root, {result.name: result for result in write_figures(root)}
+
+
+def test_every_figure_renders_to_non_empty_png_and_pdf(rendered):
+    root, results = rendered
+    assert list(results) == list(FIGURES)
+    # rosenbrock has no cells in the tiny store: skipped, everything else written.
+    assert results["fig1_rosenbrock"].skipped == "no cells for target 'rosenbrock'"
+    written = [name for name, result in results.items() if not result.skipped]
+    assert written == ["fig1_donut", "training_ksd", "ablation_sigma_kphi", "frontier"]
+    for name in written:
+        png, pdf = results[name].paths
+        assert png == root / "figures" / f"{name}.png" and pdf.suffix == ".pdf"
+        image = matplotlib.image.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        assert image[..., :3].std() > 0.01  # not a blank canvas
+        assert pdf.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
+    assert not list((root / "figures").glob(".*.tmp"))  # temporary files renamed away
+
+
+def test_figures_are_deterministic(rendered, tmp_path):
+    root, results = rendered
+    again = write_figures(root, tmp_path, ["frontier", "ablation_sigma_kphi"])
+    for result in again:
+        for first, second in zip(results[result.name].paths, result.paths, strict=True):
+            assert first.read_bytes() == second.read_bytes()
+
+
+def test_missing_data_is_skipped_with_a_reason(tmp_path):
+    build_store(tmp_path, with_samples=False, with_history=False)
+    results = {result.name: result for result in write_figures(tmp_path, tmp_path / "out")}
+    assert "no stored samples" in results["fig1_donut"].skipped
+    assert "ksd_eval" in results["training_ksd"].skipped
+    assert not results["frontier"].skipped and not results["ablation_sigma_kphi"].skipped
+
+
+def test_ablation_needs_varying_sigma_and_score_steps(tmp_path):
+    store = ResultsStore(tmp_path)
+    params = {"sigma": 0.05, "score_steps": 2}
+    for seed in SEEDS:
+        store.write_cell(f"a{seed}", [_row(f"a{seed}", "dft_ns_full", 1, seed, 0.5, params,
+                                           10.0, "dft_ns")])
+    results = write_figures(tmp_path, names=["ablation_sigma_kphi"])
+    assert results[0].skipped == "DFT-NS cells do not vary sigma and score_steps"
+
+
+def test_samples_file_must_hold_a_samples_tensor(tmp_path):
+    (tmp_path / "samples").mkdir()
+    torch.save({"x": torch.zeros(3, 2)}, tmp_path / "samples" / "bad.pt")
+    data = PlotData.load(tmp_path)
+    with pytest.raises(MissingData, match="expected a dict"):
+        data.samples("bad")
+    with pytest.raises(MissingData, match="no stored samples"):
+        data.samples("absent")
+
+
+def test_sampler_colors_fixed_per_label_set():
+    labels = ["svgd", "dft_ns_partial", "reference", "mala", "dft_ns_full"]
+    colors = sampler_colors(labels)
+    assert colors == sampler_colors(reversed(labels))
+    assert colors["reference"] == (0.0, 0.0, 0.0)
+    assert len(set(colors.values())) == len(labels)
+
+
+def test_fig1_selection_and_window():
+    assert dft_label(["dft_ns_partial", "dft_ns_full", "svgd"]) == "dft_ns_full"
+    assert dft_label(["dft_ns_partial", "dft_ns_b"]) == "dft_ns_b"
+    assert dft_label(["svgd"]) is None
+    reference = np.random.default_rng(0).uniform(0.0, 1.0, size=(10_000, 2))
+    window = sample_window(reference)
+    # 0.5 % / 99.5 % quantiles of U(0, 1) ± 10 % of their width.
+    np.testing.assert_allclose(window, [[-0.094, 1.094]] * 2, atol=0.01)
+
+
+def test_cli_plot(rendered, tmp_path, capsys):
+    root, _ = rendered
+    assert main(["plot", str(root), "--out", str(tmp_path), "--figure", "frontier"]) == 0
+    assert "wrote frontier" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frontier.pdf", "frontier.png"]
+    assert main(["plot", str(root), "--figure", "nonsense"]) == 2
+    assert "unknown figure(s) nonsense" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "empty")]) == 2

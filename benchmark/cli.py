@@ -116,6 +116,8 @@ def _command_run(args: argparse.Namespace) -> int:
     bar.close()
     print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed")
     _print_tables(out, [m for m in matrix.metrics])
+    if not args.no_figures:
+        _write_figures(out, out / "figures", None)
     return 1 if failed else 0
 
 
@@ -205,7 +207,7 @@ def _command_compare(args: argparse.Namespace) -> int:
 
 
 def _command_plot(args: argparse.Namespace) -> int:
-    from benchmark.plots import FIGURES, write_figures
+    from benchmark.plots import FIGURES
 
     store_dir = Path(args.store)
     if not ((store_dir / "cells").is_dir() or (store_dir / "history").is_dir()):
@@ -214,14 +216,19 @@ def _command_plot(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown figure(s) {', '.join(unknown)}; valid figures: "
                          f"{', '.join(FIGURES)}")
-    out = Path(args.out) if args.out else store_dir / "figures"
-    for result in write_figures(store_dir, out, args.figure):
+    _write_figures(store_dir, Path(args.out) if args.out else store_dir / "figures", args.figure)
+    return 0
+
+
+def _write_figures(store_dir: Path, out: Path, names: list[str] | None) -> None:
+    from benchmark.plots import write_figures
+
+    for result in write_figures(store_dir, out, names):
         if result.skipped:
             print(f"skipped {result.name}: {result.skipped}")
         else:
             print(f"wrote {result.name} ({result.seconds:.1f} s): "
                   f"{', '.join(str(path) for path in result.paths)}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--scheduler", metavar="ADDRESS",
                        help="run cells on an existing Dask cluster (e.g. tcp://host:8786)")
     run.add_argument("--progress", action="store_true", help="progress bars inside training")
+    run.add_argument("--no-figures", action="store_true",
+                     help="print and write the tables only (figures: the plot command)")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="run only shard INDEX of COUNT disjoint shards (parallel processes "
                           "on one store; tables are printed by each, complete after the last)")

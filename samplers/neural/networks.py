@@ -76,3 +76,29 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
+
+class ResidualMLP(MLP):
+    """``x = z + MLP(z)`` with the last affine map zero-initialised (so ``in_dim == out_dim``).
+
+    As a generator with ``d_z = d`` its initial push-forward is exactly ``N(0, I)`` — the
+    distribution iterative samplers start from — instead of the small blob a plain MLP maps
+    ``N(0, I)`` to. For objectives that are nearly blind to the weights of separated modes
+    (Fisher divergences), where the generator starts decides which modes it keeps.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, **kwargs) -> None:
+        if int(in_dim) != int(out_dim):
+            raise ValueError(f"a residual generator needs latent_dim == dim, got {in_dim} and "
+                             f"{out_dim}")
+        super().__init__(in_dim, out_dim, **kwargs)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_generator: torch.Generator | None = None) -> None:
+        super().reset_parameters(init_generator)
+        last = self.layers[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.layers(x)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from samplers.base import NeuralSampler, TrainingCallback, build_params
-from samplers.neural.networks import ACTIVATIONS, MLP
+from samplers.neural.networks import ACTIVATIONS, MLP, ResidualMLP
 from targets.base import Target
 
 #: ``score_fn(x) -> s(x)``: ``(n, dim) -> (n, dim)``, differentiable in ``x``, parameters frozen.
@@ -61,6 +61,9 @@ class NeuralParams:
         hidden_width: units per hidden layer of both networks.
         hidden_depth: hidden layers of both networks.
         activation: a key of :data:`samplers.neural.networks.ACTIVATIONS`.
+        generator_architecture: ``"mlp"`` (the prototype's plain MLP, whose initial
+            push-forward is a small blob near the origin) or ``"residual"`` (``z + MLP(z)``
+            with a zero last layer: starts exactly at ``N(0, I)``; needs ``d_z = d``).
         log_every: iterations between history rows (and callback calls).
     """
 
@@ -74,6 +77,7 @@ class NeuralParams:
     hidden_width: int = 256
     hidden_depth: int = 3
     activation: str = "silu"
+    generator_architecture: str = "mlp"
     log_every: int = 100
 
     def __post_init__(self) -> None:
@@ -89,6 +93,7 @@ class NeuralParams:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"parameter '{key}' must be a positive number")
         check_choice("activation", self.activation, tuple(sorted(ACTIVATIONS)))
+        check_choice("generator_architecture", self.generator_architecture, ("mlp", "residual"))
 
 
 @contextlib.contextmanager
@@ -171,7 +176,8 @@ class NeuralImplicitSampler(NeuralSampler):
                       activation=params.activation, device=device, dtype=dtype,
                       init_generator=init_generator)
         self.dim = int(dim)
-        self.generator_net = MLP(latent_dim, dim, **common)
+        architecture = ResidualMLP if params.generator_architecture == "residual" else MLP
+        self.generator_net = architecture(latent_dim, dim, **common)
         self.score_net = MLP(dim, dim, **common)
 
     @property

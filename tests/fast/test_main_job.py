@@ -19,7 +19,8 @@ from benchmark.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
-STORES = sorted(path.parent for path in RESULTS.glob("*/tables") if (path.parent / "cells").is_dir())
+STORES = sorted(path.parent for path in RESULTS.glob("*/tables")
+                if (path.parent / "cells").is_dir())
 
 
 def test_main_job_runs_tabulates_and_matches_the_committed_baseline(tmp_path, capsys):

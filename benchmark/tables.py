@@ -10,8 +10,9 @@ samples at the same n (sampler ``reference``, budget 0, written by the runner).
 
 Marks (HARNESS.md "Tables and figures"):
 
-* below floor (†): for a lower-is-better metric, a sampler whose mean is below the floor mean
-  of its target — usually missed tails or modes, not excellence.
+* below floor (†): for a discrepancy (a metric with ``flag_below_floor``), a sampler whose mean
+  is below the floor mean of its target by more than two combined standard errors — usually
+  missed tails or modes, not excellence.
 * best (bold): within a target column, the sampler@budget with the best mean, marked only if it
   beats every other sampler@budget by more than two standard errors of the *paired* difference
   over common seeds, ``mean(d) > 2 sd(d) / √k`` with ``d_s = other_s − best_s`` (sign flipped
@@ -149,13 +150,18 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         summary["num_values"] > 1)
     summary["not_applicable"] = summary["not_applicable"].astype(bool)
     is_floor = summary["sampler"].eq(REFERENCE_LABEL)
-    floors = summary[is_floor].groupby(["target", "metric"])["mean"].mean().rename("floor_mean")
+    floors = (summary[is_floor].groupby(["target", "metric"])[["mean", "se"]].mean()
+              .rename(columns={"mean": "floor_mean", "se": "floor_se"}))
     summary = summary.join(floors, on=["target", "metric"])
+    # Below the floor by more than two combined standard errors (a missing s.e., e.g. one
+    # seed, counts as 0): near-equilibrium samplers sit at the floor and half of their means
+    # fall below it by chance, which is no warning sign.
+    margin = 2.0 * np.sqrt(summary["se"].fillna(0.0) ** 2 + summary["floor_se"].fillna(0.0) ** 2)
     flagged = summary["metric"].map(
         lambda metric: metric in METRICS and METRICS[metric].flag_below_floor
         and METRICS[metric].lower_is_better)
-    summary["below_floor"] = (flagged & ~is_floor & (summary["mean"] < summary["floor_mean"])
-                              ).astype(bool)
+    summary["below_floor"] = (flagged & ~is_floor
+                              & (summary["mean"] < summary["floor_mean"] - margin)).astype(bool)
     summary["best"] = False
     per_seed = frame.pivot_table(index=GROUP, columns="seed", values="usable_value",
                                  aggfunc="mean")
@@ -249,7 +255,8 @@ def caption(rows: pd.DataFrame, metric: str) -> str:
                  "where no entry is significantly best, or where the best is below the "
                  "floor).")
     if shown["below_floor"].any():
-        text += " †: mean below the floor (usually missed tails or modes, not excellence)."
+        text += (" †: mean below the floor by more than two combined standard errors (usually "
+                 "missed tails or modes, not excellence).")
     partial = shown["num_ok"].gt(0) & (shown["num_diverged"] + shown["num_failed"]).gt(0)
     if partial.any():
         text += " 'x (k/m diverged)': mean over the seeds that did not diverge or fail."

@@ -246,3 +246,10 @@ def test_below_floor_entries_are_flagged_for_discrepancies_only_and_never_best()
     weights = aggregate(make_rows(records, metric="mode_weight_error"))
     assert not weights["below_floor"].any()
     assert entry(weights, "t", "a", 1)["best"]
+
+
+def test_a_mean_below_the_floor_within_the_noise_is_not_flagged():
+    floor = series("t", "reference", 0, [0.50, 0.60, 0.70])
+    # mean 0.55 vs floor 0.60: combined s.e. ~0.063, so 0.05 below is within two of them
+    records = floor + series("t", "a", 1, [0.45, 0.55, 0.65])
+    assert not aggregate(make_rows(records, metric="ksd"))["below_floor"].any()

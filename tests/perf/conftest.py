@@ -39,11 +39,12 @@ BASELINE_NAME = "baseline"
 
 def _this_machine() -> dict:
     """What makes timings comparable across runs: the host and how many CPUs it has."""
-    return {"host": platform.node(), "cpu_count": os.cpu_count()}
+    return {"host": platform.node(), "cpu_count": os.cpu_count(), "device": bench_device_name()}
 
 
 def _same_machine(machine_info: dict) -> bool:
-    recorded = machine_info.get("sampler_bench", {})
+    # Runs saved before the device was recorded were all CPU runs.
+    recorded = {"device": "cpu", **machine_info.get("sampler_bench", {})}
     current = _this_machine()
     return all(recorded.get(key) == value for key, value in current.items())
 
@@ -104,10 +105,29 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return config.stash.get(_BASELINE_NOTE, None)
 
 
+def bench_device_name() -> str:
+    """The device the benchmarks run on: ``$SAMPLER_BENCH_DEVICE`` (default ``cpu``)."""
+    return os.environ.get("SAMPLER_BENCH_DEVICE", "cpu")
+
+
+@pytest.fixture
+def device() -> str:
+    """Device of the timed tensors; ``SAMPLER_BENCH_DEVICE=cuda`` times the GPU path."""
+    import torch
+
+    name = bench_device_name()
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"SAMPLER_BENCH_DEVICE={name} but CUDA is not available")
+    return name
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """Record the machine identity used above, and the torch build and threads timed."""
+    """Record the machine identity used above, and the torch build, threads and device timed."""
     info = dict(_this_machine())
+    info["device"] = bench_device_name()
     torch = sys.modules.get("torch")  # imported by the benchmarks themselves; never import here
     if torch is not None:
         info.update(torch_version=torch.__version__, torch_num_threads=torch.get_num_threads())
+        if info["device"].startswith("cuda") and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
     machine_info["sampler_bench"] = info

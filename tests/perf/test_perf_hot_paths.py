@@ -7,6 +7,8 @@ Each benchmark asserts the result it timed is finite, so a broken fast path cann
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import torch
@@ -18,42 +20,58 @@ from samplers.svgd import SVGD
 from targets import make_target
 from targets.base import make_generator
 
+T = TypeVar("T")
+
+
+def synchronised(function: Callable[[], T], device: str) -> Callable[[], T]:
+    """``function`` followed by a device synchronisation, so GPU timings include the work."""
+    if not device.startswith("cuda"):
+        return function
+
+    def run() -> T:
+        result = function()
+        torch.cuda.synchronize()
+        return result
+    return run
+
 
 @pytest.mark.parametrize("n", [1_000, 10_000])
-def test_ksd_imq(benchmark, n):
-    x = torch.randn(n, 2, generator=make_generator(0))
-    value = benchmark(lambda: ksd_squared(x, -x, kernel="imq", statistic="v"))
+def test_ksd_imq(benchmark, device, n):
+    x = torch.randn(n, 2, generator=make_generator(0, device), device=device)
+    value = benchmark(synchronised(lambda: ksd_squared(x, -x, kernel="imq", statistic="v"),
+                                   device))
     assert math.isfinite(float(value))
 
 
-def _iterative_step(benchmark, sampler, n: int):
-    target = make_target("donut")
-    generator = make_generator(0)
+def _iterative_step(benchmark, sampler, n: int, device: str):
+    target = make_target("donut", device=device)
+    generator = make_generator(0, device)
     state = sampler.init(target, target.initial_positions(n, generator), 10)
-    new_state, _ = benchmark(lambda: sampler.step(target, state, generator))
+    new_state, _ = benchmark(synchronised(lambda: sampler.step(target, state, generator), device))
     assert torch.isfinite(new_state.x).all()
 
 
-def test_svgd_step(benchmark):
-    _iterative_step(benchmark, SVGD(), 1_000)
+def test_svgd_step(benchmark, device):
+    _iterative_step(benchmark, SVGD(), 1_000, device)
 
 
-def test_mala_step(benchmark):
-    _iterative_step(benchmark, MALA(), 1_000)
+def test_mala_step(benchmark, device):
+    _iterative_step(benchmark, MALA(), 1_000, device)
 
 
-def test_dft_training_10_iterations(benchmark):
+def test_dft_training_10_iterations(benchmark, device):
     # ``train`` builds fresh networks each call; at default sizes that is < 1% of 10 iterations.
-    target = make_target("donut")
+    target = make_target("donut", device=device)
     sampler = DFTNS()
-    generator = make_generator(0)
-    benchmark.pedantic(lambda: sampler.train(target, 10, generator), rounds=3, iterations=1)
+    generator = make_generator(0, device)
+    benchmark.pedantic(synchronised(lambda: sampler.train(target, 10, generator), device),
+                       rounds=3, iterations=1)
     assert torch.isfinite(sampler.sample(10, generator)).all()
 
 
-def test_generator_sampling(benchmark):
+def test_generator_sampling(benchmark, device):
     sampler = DFTNS()
-    generator = make_generator(0)
-    sampler.train(make_target("donut"), 0, generator)
-    x = benchmark(lambda: sampler.sample(1_000, generator))
+    generator = make_generator(0, device)
+    sampler.train(make_target("donut", device=device), 0, generator)
+    x = benchmark(synchronised(lambda: sampler.sample(1_000, generator), device))
     assert x.shape == (1_000, 2)

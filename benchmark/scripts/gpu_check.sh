@@ -58,4 +58,5 @@ echo "== CPU/GPU agreement"
     echo "-- cuda as baseline, cpu as current"
     $PY -m benchmark compare "$OUT/default-cuda" "$OUT/default-cpu"
 } 2>&1 | tee "$OUT/compare.txt"
-$PY -m benchmark.device_report "$OUT/default-cpu" "$OUT/default-cuda" --csv "$OUT/timings.csv"
+$PY -m benchmark.device_report "$OUT/default-cpu" "$OUT/default-cuda" --min-seeds 2 \
+    --csv "$OUT/timings.csv" 2>&1 | tee "$OUT/device_report.txt"

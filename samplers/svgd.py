@@ -7,11 +7,13 @@ full pairwise median heuristic recomputed every step, and its RMSprop-like step 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,31 +33,78 @@ def median_bandwidth(squared_distances: Tensor) -> Tensor:
     return the lower one). If every particle coincides (median 0, e.g. ``n = 1``), ``h = 1``:
     the repulsive term is then zero whatever ``h`` is, and this avoids ``0 / 0``.
 
+    Only the strict upper triangle is searched (see :func:`full_matrix_order_statistic`),
+    half the ``n^2`` values, with one selection pass for both middle values.
+
     Args:
-        squared_distances: ``(n, n)`` matrix ``D^2_ij = ||x_i - x_j||^2``.
+        squared_distances: ``(n, n)`` symmetric matrix ``D^2_ij = ||x_i - x_j||^2`` with a
+            zero diagonal.
 
     Returns:
         ``()`` bandwidth ``h``.
     """
     n = squared_distances.shape[0]
-    values = squared_distances.reshape(-1)
-    count = values.numel()
-    if count % 2 == 1:
-        median = values.kthvalue((count + 1) // 2).values
-    else:  # kthvalue is 1-based: the two middle values are the (m/2)-th and (m/2 + 1)-th
-        median = 0.5 * (values.kthvalue(count // 2).values
-                        + values.kthvalue(count // 2 + 1).values)
-    bandwidth = median / math.log(n + 1)
+    count = n * n
+    ranks = (count // 2, count // 2 + 1) if count % 2 == 0 else ((count + 1) // 2,)
+    values = full_matrix_order_statistic(squared_distances, ranks)
+    bandwidth = values.mean() / math.log(n + 1)
     return torch.where(bandwidth > 0, bandwidth, torch.ones_like(bandwidth))
+
+
+@functools.lru_cache(maxsize=8)
+def _upper_triangle_flat_indices(n: int, device: torch.device) -> Tensor:
+    """Flat indices of the strict upper triangle of an ``n x n`` matrix (a gather with them
+    costs half a ``masked_select``, which counts the mask before it copies)."""
+    mask = torch.ones(n, n, dtype=torch.bool).triu_(1).reshape(-1)
+    return mask.nonzero().squeeze(1).to(device)
+
+
+def full_matrix_order_statistic(matrix: Tensor, ranks: tuple[int, ...]) -> Tensor:
+    """Order statistics of all ``n^2`` entries of a symmetric matrix with a zero diagonal.
+
+    Sorted, the ``n^2`` entries are the ``n`` diagonal zeros followed by every strict-upper-
+    triangle value twice (entries are distances, so nothing sorts below the zeros). The
+    ``k``-th smallest (1-based) is therefore 0 for ``k <= n`` and otherwise the
+    ``ceil((k - n) / 2)``-th smallest of the ``n(n-1)/2`` upper-triangle values. Those are
+    selected in one pass: ``numpy.partition`` on the CPU (introselect, about 3x faster than two
+    ``torch.kthvalue`` calls on the full matrix), a sort on accelerators (where ``kthvalue``
+    is slow and a radix sort of 5e5 floats is not).
+
+    Args:
+        matrix: ``(n, n)`` symmetric, non-negative, zero diagonal.
+        ranks: 1-based ranks among the ``n^2`` entries.
+
+    Returns:
+        ``(len(ranks),)`` the order statistics, same dtype and device as ``matrix``.
+    """
+    n = matrix.shape[0]
+    positions = [math.ceil((k - n) / 2) - 1 if k > n else -1 for k in ranks]  # 0-based in U
+    wanted = sorted({p for p in positions if p >= 0})
+    selected: dict[int, Tensor] = {}
+    if wanted:
+        upper = matrix.reshape(-1)[_upper_triangle_flat_indices(n, matrix.device)]
+        if upper.device.type == "cpu":
+            partitioned = torch.from_numpy(np.partition(upper.detach().numpy(), wanted))
+        else:
+            partitioned = upper.sort().values
+        selected = {p: partitioned[p] for p in wanted}
+    zero = matrix.new_zeros(())
+    return torch.stack([selected[p] if p >= 0 else zero for p in positions]).to(matrix)
 
 
 def pairwise_squared_distances(x: Tensor) -> Tensor:
     """``(n, dim) -> (n, n)`` matrix of ``||x_i - x_j||^2``, exactly zero on the diagonal.
 
-    Computed without the ``||x||^2 + ||y||^2 - 2 x.y`` expansion, whose cancellation error would
-    perturb the median heuristic (the diagonal must be exactly zero to match the reference).
+    Uses the matrix-product expansion ``||x||^2 + ||y||^2 - 2 x.y`` (one GEMM; about 15x
+    faster on the CPU at n = 1000 than the direct difference form) on *centred* particles:
+    distances do not change under a shift, and centring keeps ``||x||^2`` at the spread of
+    the cloud, so the cancellation error is relative to the spread rather than to the
+    distance from the origin (rosenbrock's particles sit ~10-100 units out). The diagonal is
+    then set to exactly zero, as the median heuristic of the reference code assumes.
     """
-    return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").square()
+    centred = x - x.mean(dim=0, keepdim=True)
+    squared = torch.cdist(centred, centred, compute_mode="use_mm_for_euclid_dist").square_()
+    return squared.fill_diagonal_(0.0)
 
 
 @dataclass(frozen=True)

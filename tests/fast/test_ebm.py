@@ -1,0 +1,205 @@
+"""MDSM energies, their loss and training command, and the EBM targets (TARGETS.md §3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from targets import CountingTarget, make_target
+from targets.base import make_generator
+from targets.datasets import load_dataset
+from targets.ebm.mdsm import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    energy_from_checkpoint,
+    load_checkpoint,
+    mdsm_loss,
+    sigma_grid,
+    train_energy,
+)
+from targets.ebm.networks import ResBlock, build_energy
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_sigma_grid_is_log_spaced_over_the_spec_range():
+    sigmas = sigma_grid(5, dtype=torch.float64)
+    assert sigmas[0].item() == pytest.approx(0.1) and sigmas[-1].item() == pytest.approx(3.0)
+    ratios = sigmas[1:] / sigmas[:-1]
+    torch.testing.assert_close(ratios, torch.full_like(ratios, 30 ** 0.25))
+
+
+def test_mdsm_loss_matches_a_hand_computation_for_a_quadratic_energy():
+    # E(x) = a/2 ‖x‖² has ∇E(x̃) = a x̃, so each slot's term is written out element by element
+    # in plain Python floats: ‖(x − x̃)/σ₀² + a x̃‖² / σ².
+    a, sigma0 = 3.0, 0.1
+    generator = make_generator(0)
+    x = torch.rand(3, 1, 2, 2, generator=generator, dtype=torch.float64)
+    noise = torch.randn(3, 1, 2, 2, generator=generator, dtype=torch.float64)
+    sigmas = sigma_grid(3, dtype=torch.float64)
+    loss = mdsm_loss(lambda y: 0.5 * a * y.flatten(1).square().sum(1), x, noise, sigmas, sigma0)
+    terms = []
+    for i in range(3):
+        s = float(sigmas[i])
+        total = 0.0
+        for xv, ev in zip(x[i].flatten().tolist(), noise[i].flatten().tolist(), strict=True):
+            noisy = xv + s * ev
+            total += ((xv - noisy) / sigma0**2 + a * noisy) ** 2
+        terms.append(total / s**2)
+    assert loss.item() == pytest.approx(sum(terms) / 3, rel=1e-12)
+
+
+def test_mdsm_loss_is_differentiable_in_the_parameters():
+    energy = build_energy("res8_quadratic", 2)
+    x = torch.rand(4, 1, 8, 8, generator=make_generator(1))
+    loss = mdsm_loss(energy, x, torch.randn(x.shape, generator=make_generator(2)), sigma_grid(4))
+    loss.backward()
+    grads = {name: p.grad for name, p in energy.named_parameters()}
+    # A constant added to E leaves ∇E, hence the loss, unchanged: only the bias of the
+    # quadratic head is such a constant (ℓ₁'s and ℓ₂'s biases multiply the other head).
+    assert [name for name, grad in grads.items() if grad is None] == ["quadratic.bias"]
+    assert all(torch.isfinite(g).all() for g in grads.values() if g is not None)
+
+
+def test_res12_quadratic_shapes_and_shortcut_layout():
+    energy = build_energy("res12_quadratic", 4)
+    blocks = list(energy.blocks)
+    widths = [(b.conv1.in_channels, b.conv2.out_channels, b.down) for b in blocks]
+    assert widths == [(4, 8, True), (8, 8, False), (8, 16, True), (16, 16, False),
+                      (16, 32, True), (32, 32, False)]
+    # The shortcut is a learned 1×1 conv in every block, also where the widths match.
+    assert all(isinstance(b, ResBlock) and b.shortcut.kernel_size == (1, 1) for b in blocks)
+    assert energy.quadratic.in_features == 32 * 4 * 4
+    assert energy(torch.rand(3, 1, 32, 32)).shape == (3,)
+
+
+def test_down_block_pools_after_conv2_and_before_the_shortcut_conv():
+    block = ResBlock(2, 3, down=True).double()
+    x = torch.randn(1, 2, 4, 4, generator=make_generator(3), dtype=torch.float64)
+    act = torch.nn.functional.elu
+    pool = torch.nn.functional.avg_pool2d
+    expected = block.shortcut(pool(x, 2)) + pool(block.conv2(act(block.conv1(act(x)))), 2)
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_unknown_architecture_is_a_one_line_error():
+    with pytest.raises(ValueError, match="unknown architecture 'res99'; valid architectures: "):
+        build_energy("res99", 4)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    path = tmp_path / "tiny.pt"
+    config = TrainConfig(dataset="digits", width=2, iterations=3, batch_size=8, seed=5,
+                         log_every=2, checkpoint_every=2)
+    trained = train_energy(config, path, command="test", progress=False)
+    stored = torch.load(path, weights_only=True)  # plain types and tensors only
+    assert stored["format"] == CHECKPOINT_FORMAT and stored["complete"]
+    for key in ("dataset", "architecture", "width", "iterations", "batch_size", "seed",
+                "final_loss", "wall_seconds", "torch_version", "command"):
+        assert stored[key] == trained[key], key
+    assert math.isfinite(stored["final_loss"]) and stored["iterations_done"] == 3
+    rebuilt = energy_from_checkpoint(load_checkpoint(path))
+    x = torch.rand(5, 1, 8, 8, generator=make_generator(0))
+    original = build_energy("res8_quadratic", 2)
+    original.load_state_dict(trained["state_dict"])
+    torch.testing.assert_close(rebuilt(x), original(x), rtol=0, atol=0)
+    # Same seed, same run: training is deterministic on CPU.
+    again = train_energy(config, None, progress=False)
+    assert again["final_loss"] == trained["final_loss"]
+
+
+EBM_NAMES = ["ebm_digits", "ebm_mnist5k"]
+
+
+@pytest.mark.parametrize("name", EBM_NAMES)
+def test_ebm_target_score_matches_finite_differences(name):
+    # float64 network, pixel-range inputs; a sample of coordinates suffices (the network is one
+    # map for all of them, and all d would take minutes for d = 1024).
+    target = make_target(name, dtype=torch.float64)
+    x = target.rand(3, target.dim, generator=make_generator(4))
+    score = target.score(x)
+    assert score.shape == (3, target.dim) and score.dtype == torch.float64
+    # Step 1e-4: log q~ is ~1e5 in size (an unnormalised offset), so rounding costs
+    # ~1e-16·1e5/step = 1e-7; truncation step²·|∂³ log q~|/6 is below that. ELU makes E only
+    # C¹ at its kinks; a kink inside the ±step window would show up as a failure here.
+    step = 1e-4
+    for j in torch.randperm(target.dim, generator=make_generator(5))[:8].tolist():
+        shift = torch.zeros_like(x)
+        shift[:, j] = step
+        expected = (target.log_prob(x + shift) - target.log_prob(x - shift)) / (2 * step)
+        torch.testing.assert_close(score[:, j], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", EBM_NAMES)
+def test_ebm_score_with_create_graph_gives_hessian_vector_products(name):
+    target = make_target(name, dtype=torch.float64)
+    x = target.rand(2, target.dim, generator=make_generator(6)).requires_grad_(True)
+    v = target.randn(2, target.dim, generator=make_generator(7))
+    score = target.score(x, create_graph=True)
+    (hvp,) = torch.autograd.grad((score * v).sum(), x)
+    step = 1e-6
+    with torch.no_grad():
+        expected = (target.score(x + step * v) - target.score(x - step * v)) / (2 * step)
+    # Relative to the size of the product: the Hessian's entries vary over orders of magnitude.
+    assert (hvp - expected).norm() <= 1e-4 * expected.norm()
+
+
+@pytest.mark.parametrize("name,dim", [("ebm_digits", 64), ("ebm_mnist5k", 1024)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ebm_target_contract(name, dim, dtype):
+    target = make_target(name, dtype=dtype)
+    assert target.dim == dim and target.dataset == name.removeprefix("ebm_")
+    assert target.provides == frozenset({"score", "images"})
+    x0 = target.initial_positions(4, make_generator(0))
+    assert x0.shape == (4, dim) and x0.dtype == dtype
+    # 0.5 + N(0, I): centred on mid-grey (mean of 4·dim draws within 6 s.e. of 0.5).
+    assert abs(float(x0.mean()) - 0.5) < 6 / (4 * dim) ** 0.5
+    log_prob, score = target.log_prob_and_score(x0)
+    assert log_prob.shape == (4,) and score.shape == (4, dim)
+    assert log_prob.dtype == score.dtype == dtype
+    assert torch.isfinite(log_prob).all() and torch.isfinite(score).all()
+    torch.testing.assert_close(log_prob, target.log_prob(x0))
+    torch.testing.assert_close(score, target.score(x0))
+    assert target.info["complete"] and target.info["dataset"] == target.dataset
+    counting = CountingTarget(target)
+    counting.log_prob_and_score(x0)
+    counting.score(x0.clone().requires_grad_(True), create_graph=True)
+    assert (counting.num_evaluations, counting.num_hvp) == (8, 4)
+
+
+def test_trained_digits_energy_prefers_test_images_to_noise_and_shuffled_pixels():
+    target = make_target("ebm_digits")
+    test = load_dataset("digits").x_test.flatten(1)
+    generator = make_generator(7)
+    noise = target.rand(*test.shape, generator=generator)
+    # Shuffling the pixels of each image keeps its intensity histogram but destroys its shape.
+    order = torch.argsort(torch.rand(*test.shape, generator=generator), dim=1)
+    shuffled = torch.gather(test, 1, order)
+    with torch.no_grad():
+        on_data, on_noise, on_shuffled = (target.log_prob(v) for v in (test, noise, shuffled))
+    # Image by image, not only on average: (almost) every test image beats the *best* image of
+    # either corruption (measured on the shipped checkpoint: all 359 do, by ~300 nats on average).
+    assert (on_data > on_noise.max()).float().mean() >= 0.99
+    assert (on_data > on_shuffled.max()).float().mean() >= 0.99
+    # Not memorised: held-out images score like training ones (measured: 0.1 vs ~300 nats).
+    on_train = target.log_prob(load_dataset("digits").x_train.flatten(1)).detach()
+    assert abs(on_train.mean() - on_data.mean()) < 0.1 * (on_data.mean() - on_shuffled.mean())
+
+
+def test_train_ebm_command_writes_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "digits.pt"
+    code = main(["train-ebm", "--dataset", "digits", "--width", "2", "--iterations", "2",
+                 "--batch-size", "4", "--seed", "1", "--out", str(out)])
+    assert code == 0 and "final loss" in capsys.readouterr().out
+    stored = load_checkpoint(out)
+    assert stored["command"].startswith("python -m benchmark train-ebm --dataset digits")
+    assert "--seed 1" in stored["command"] and stored["iterations_done"] == 2
+
+
+def test_train_ebm_command_rejects_an_unknown_dataset(tmp_path, capsys):
+    code = main(["train-ebm", "--dataset", "nope", "--width", "2", "--iterations", "2",
+                 "--out", str(tmp_path / "x.pt")])
+    assert code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err

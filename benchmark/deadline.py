@@ -69,5 +69,10 @@ class DeadlineTarget:
         self.deadline.check()
         return self.target.log_prob_and_score(x, create_graph=create_graph)
 
+    def minibatch_score(self, x: Tensor, batch_size: int, generator,
+                        create_graph: bool = False) -> Tensor:
+        self.deadline.check()
+        return self.target.minibatch_score(x, batch_size, generator, create_graph=create_graph)
+
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.target, attribute)

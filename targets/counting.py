@@ -55,6 +55,20 @@ class CountingTarget:
         self._count(x, create_graph)
         return self.target.log_prob_and_score(x, create_graph=create_graph)
 
+    def minibatch_score(self, x: Tensor, batch_size: int, generator,
+                        create_graph: bool = False) -> Tensor:
+        """A minibatch score (targets that have one, e.g. BLR): each row counts as the
+        fraction ``batch_size / num_data`` of one evaluation, the share of the data it reads.
+        Targets without one give (and count) their exact score."""
+        if getattr(self.target, "minibatch_score", None) is None:
+            return self.score(x, create_graph=create_graph)
+        fraction = min(1.0, int(batch_size) / self.target.num_data)
+        self.num_evaluations += int(x.shape[0]) * fraction
+        self.num_calls += 1
+        if create_graph:
+            self.num_hvp += int(x.shape[0]) * fraction
+        return self.target.minibatch_score(x, batch_size, generator, create_graph=create_graph)
+
     def nfe_per_particle(self, n: int) -> float:
         """Target evaluations per particle so far, for ``n`` particles."""
         return self.num_evaluations / max(int(n), 1)

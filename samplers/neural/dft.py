@@ -89,14 +89,40 @@ class DFTNS(NeuralImplicitSampler):
         sigma = self.params.sigma
         with torch.enable_grad():
             x_noised = (x.detach() + sigma * noise).requires_grad_(True)
-            target_score = target.score(x_noised, create_graph=True)
+            target_score, other_score = self.target_scores(target, x_noised, generator)
             sampler_score = score_fn(x_noised)
             gap = target_score - sampler_score
-            if self.params.gradient == "full":
-                # ||a + e||^2 - ||b + e||^2 = <a - b, a + b + 2e>: avoids cancelling two
-                # terms of size ~ d / sigma^2 (eps / sigma dominates for small sigma).
-                f = (gap * (target_score + sampler_score + 2.0 * noise / sigma)).sum(dim=-1)
-            else:
-                f = gap.square().sum(dim=-1)
+            if other_score is target_score:
+                if self.params.gradient == "full":
+                    # ||a + e||^2 - ||b + e||^2 = <a - b, a + b + 2e>: avoids cancelling two
+                    # terms of size ~ d / sigma^2 (eps / sigma dominates for small sigma).
+                    f = (gap * (target_score + sampler_score + 2.0 * noise / sigma)).sum(dim=-1)
+                else:
+                    f = gap.square().sum(dim=-1)
+            else:  # two independent unbiased estimates A, B of s_q: f is bilinear in (A, B)
+                other_gap = other_score - sampler_score
+                if self.params.gradient == "full":
+                    # (1/2)[<A - b, B + b + 2e> + <B - b, A + b + 2e>]
+                    #   = <A + e, B + e> - ||b + e||^2, whose mean over A, B is f at s_q.
+                    shift = sampler_score + 2.0 * noise / sigma
+                    f = 0.5 * (gap * (other_score + shift)
+                               + other_gap * (target_score + shift)).sum(dim=-1)
+                else:
+                    f = (gap * other_gap).sum(dim=-1)
             (direction,) = torch.autograd.grad(f.sum(), x_noised)
         return (direction.detach() * x).sum(dim=-1), {"f": f.detach()}
+
+    def target_scores(self, target: Target, x_noised: Tensor,
+                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """The target score in the two factors of ``f``, with ``create_graph=True``.
+
+        ``f`` is quadratic in ``s_q``, so a noisy (minibatch) score plugged into both factors
+        biases it by the estimator's variance (TARGETS.md §2). This returns the exact score
+        twice (the same tensor); :class:`samplers.neural.minibatch.DFTNSMinibatch` returns two
+        independent minibatch estimates instead, making ``f`` and its gradient unbiased.
+
+        Returns:
+            ``(A, B)``, each ``(n, d)``; ``B is A`` for a single (exact) evaluation.
+        """
+        score = target.score(x_noised, create_graph=True)
+        return score, score

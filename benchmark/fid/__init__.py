@@ -1,0 +1,20 @@
+"""FID for image energy-based models (METRICS.md, "FID for image EBMs").
+
+* :mod:`benchmark.fid.frechet` — the Fréchet distance of Gaussian fits, numerically stable for
+  singular covariances;
+* :mod:`benchmark.fid.features` — the per-dataset CNN classifiers whose penultimate features
+  replace Inception's, their training and the shipped checkpoints (``checkpoints/``);
+* :mod:`benchmark.fid.coverage` — class-coverage statistics of predicted classes;
+* :mod:`benchmark.fid.evaluation` — FID / coverage of samples against a dataset, and the floor;
+* :mod:`benchmark.fid.reference` — EBM reference samples (long MALA runs) and their storage;
+* :mod:`benchmark.fid.cli` — the ``train-classifier`` and ``ebm-reference`` subcommands.
+
+The registered metrics (``fid_data``, ``fid_ref``, ``class_tv``, ``class_max_share``) are in
+:mod:`benchmark.metrics.images`.
+"""
+
+from benchmark.fid.evaluation import class_coverage, fid_between, fid_floor, fid_to_data
+from benchmark.fid.frechet import frechet_distance, frechet_distance_of_features, gaussian_fit
+
+__all__ = ["class_coverage", "fid_between", "fid_floor", "fid_to_data", "frechet_distance",
+           "frechet_distance_of_features", "gaussian_fit"]

@@ -1,0 +1,75 @@
+"""Image-EBM metrics (METRICS.md, "FID for image EBMs"): FID and class coverage.
+
+They need a target that ``provides`` ``"images"``: an image energy with ``dataset`` (the
+registry name of its data, whose test split is the data side and whose feature classifier
+is shipped in ``benchmark/fid/checkpoints/``) and samples that are flattened images.
+
+* ``fid_data``: FID of the samples against the whole test split (measures energy + sampler);
+* ``fid_ref``: FID against the stored EBM reference samples (long MALA from held-out data,
+  :mod:`benchmark.fid.reference`; measures the sampler alone);
+* ``class_tv`` / ``class_max_share``: class coverage of the samples' predicted classes.
+
+Floors (METRICS.md): ``fid_data``'s is :func:`benchmark.fid.evaluation.fid_floor` (``n``
+training images against the test split); ``fid_ref``'s is the FID between the two reference
+runs, stored in the reference's ``reference.json``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from benchmark.metrics import Metric, MetricContext
+from targets.base import Target
+
+IMAGES = frozenset({"images"})
+
+
+def fid_data(samples: Tensor, target: Target, context: MetricContext) -> float:
+    from benchmark.fid.evaluation import fid_to_data
+
+    return fid_to_data(samples, target.dataset)
+
+
+def fid_ref(samples: Tensor, target: Target, context: MetricContext) -> float:
+    from benchmark.fid.evaluation import fid_between
+    from benchmark.fid.reference import load_reference
+
+    return fid_between(samples, load_reference(target), target.dataset)
+
+
+def class_tv(samples: Tensor, target: Target, context: MetricContext) -> float:
+    from benchmark.fid.evaluation import class_coverage
+
+    return class_coverage(samples, target.dataset)[0]
+
+
+def class_max_share(samples: Tensor, target: Target, context: MetricContext) -> float:
+    from benchmark.fid.evaluation import class_coverage
+
+    return class_coverage(samples, target.dataset)[1]
+
+
+_FEATURES = "penultimate features (ELU) of the dataset's CNN classifier " \
+            "(benchmark/fid/checkpoints), pixels clamped to [0, 1]"
+
+IMAGE_METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("fid_data", "FID (data)",
+               f"Frechet distance of Gaussian fits (unbiased covariance) of {_FEATURES}: "
+               f"samples vs the whole test split; floor: n training images vs the test split",
+               fid_data, IMAGES),
+        Metric("fid_ref", "FID (EBM ref.)",
+               f"Frechet distance of Gaussian fits of {_FEATURES}: samples vs the stored "
+               f"EBM reference samples (long MALA from held-out data); floor: FID between "
+               f"the data- and noise-started reference runs",
+               fid_ref, IMAGES),
+        Metric("class_tv", "Class TV",
+               "total-variation distance between the predicted-class histograms (same "
+               "classifier) of the samples and of the test split",
+               class_tv, IMAGES),
+        Metric("class_max_share", "Max class share",
+               "largest share of one predicted class among the samples (data: ~1/K)",
+               class_max_share, IMAGES),
+    )
+}

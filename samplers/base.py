@@ -83,6 +83,9 @@ class IterativeSampler(Sampler):
     """A Markov-chain or particle sampler driven for ``num_steps`` transitions by the harness."""
 
     kind: ClassVar[str] = "iterative"
+    #: Target evaluations per particle per transition when that is fixed (``K`` transitions then
+    #: cost ``K + 1`` with ``init``'s); ``None`` when it varies by transition (NUTS trees).
+    evaluations_per_step: ClassVar[int | None] = 1
 
     def initial_positions(self, target: Target, n: int, generator: torch.Generator) -> Tensor:
         """Starting points ``(n, dim)``: the target's own choice (``N(0, I)`` by default)."""

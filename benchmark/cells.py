@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.matrix import DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
+from benchmark.matrix import DENOISE_SUFFIX, DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target
 
@@ -61,6 +61,11 @@ def resolved_params(spec: SamplerSpec, params: dict) -> dict:
 
     sampler_class = resolve("sampler", spec.name, SAMPLERS)
     full = dataclasses.asdict(build_params(sampler_class.Params, spec.name, params))
+    # Fields added to a Params class later say so (metadata identity="omit_default"): at their
+    # default they are left out, so cells stored before the field existed keep their ids.
+    for item in dataclasses.fields(sampler_class.Params):
+        if item.metadata.get("identity") == "omit_default" and full[item.name] == item.default:
+            del full[item.name]
     return json.loads(canonical_json(full))
 
 
@@ -134,8 +139,15 @@ class Cell:
         return self.sampler is not None and self.sampler.kind == "neural"
 
     @property
+    def denoise(self) -> bool:
+        """Whether the runner applies the final denoising step (matrix key ``denoise``)."""
+        return self.sampler is not None and self.sampler.denoise
+
+    @property
     def identity(self) -> tuple:
         sampler = (self.sampler.label, self.sampler.name) if self.sampler else (REFERENCE_LABEL,)
+        if self.denoise:  # only when set, so cells without it keep their stored ids
+            sampler = (*sampler, "denoise")
         return (self.matrix_seed, self.target.label, self.target.name, dict(self.target.params),
                 sampler, self.params, self.budget, self.seed, self.n, self.dtype)
 
@@ -146,8 +158,13 @@ class Cell:
     @property
     def cell_seed(self) -> int:
         # No budget here: common random numbers across budgets (see the module docstring).
+        # Nor the "+dn" suffix: a denoised cell draws exactly the samples of its undenoised
+        # twin before the final step (and trains the same network), so the pair is paired.
+        label = self.sampler_label
+        if self.denoise and label.endswith(DENOISE_SUFFIX):
+            label = label[: -len(DENOISE_SUFFIX)]
         return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
-                         self.sampler_label, self.params, self.seed)
+                         label, self.params, self.seed)
 
     @property
     def reference_seed(self) -> int:
@@ -165,19 +182,41 @@ class Cell:
 def plan_cells(matrix: Matrix) -> list[Cell]:
     """Every cell of the matrix: floors first, then target × sampler × budget × seed."""
     cells = []
-    common = dict(matrix=matrix.name, matrix_seed=matrix.seed, n=matrix.n, device=matrix.device,
+    common = dict(matrix=matrix.name, matrix_seed=matrix.seed, device=matrix.device,
                   dtype=matrix.dtype, metrics=matrix.metrics)
     for target in matrix.targets:
+        n = target.n or matrix.n  # a target's own n (e.g. its test-split size) wins
         for seed in matrix.seeds:
-            cells.append(Cell(target=target, sampler=None, params={}, budget=0, seed=seed,
+            cells.append(Cell(target=target, sampler=None, params={}, budget=0, seed=seed, n=n,
                               **common))
         for sampler in matrix.samplers:
+            if sampler.targets is not None and target.label not in sampler.targets:
+                continue
             params = resolved_params(sampler, matrix.sampler_params(sampler, target))
             for budget in sampler.budgets:
-                for seed in matrix.seeds:
+                for seed in sampler.seeds or matrix.seeds:
                     cells.append(Cell(target=target, sampler=sampler, params=params,
-                                      budget=budget, seed=seed, **common))
+                                      budget=budget, seed=seed, n=n, **common))
     return cells
+
+
+def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
+    """The matrix without targets whose data is missing here, and why each was dropped.
+
+    A target class may define ``unavailable_reason(**params) -> str | None`` (e.g. BLR on
+    Covertype offline); such targets are skipped with that reason rather than failing every
+    cell.
+    """
+    from targets import TARGETS
+
+    reasons = {}
+    for spec in matrix.targets:
+        check = getattr(resolve("target", spec.name, TARGETS), "unavailable_reason", None)
+        reason = check(**dict(spec.params)) if check is not None else None
+        if reason:
+            reasons[spec.label] = reason
+    kept = tuple(spec for spec in matrix.targets if spec.label not in reasons)
+    return dataclasses.replace(matrix, targets=kept), reasons
 
 
 def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:

@@ -67,6 +67,11 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device)
     matrix = load_matrix(args.matrix, device=args.device)
+    from benchmark.cells import drop_unavailable_targets
+
+    matrix, unavailable = drop_unavailable_targets(matrix)
+    for label, reason in unavailable.items():
+        print(f"skipped target '{label}': {reason}", flush=True)
     if matrix.num_threads is not None:
         import torch
 
@@ -231,6 +236,34 @@ def _write_figures(store_dir: Path, out: Path, names: list[str] | None) -> None:
                   f"{', '.join(str(path) for path in result.paths)}")
 
 
+def _command_train_ebm(args: argparse.Namespace) -> int:
+    import torch
+
+    from targets.datasets import DatasetUnavailable
+    from targets.ebm.mdsm import TrainConfig, train_energy
+
+    if args.device is not None:
+        check_device(args.device)
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    config = TrainConfig(dataset=args.dataset, width=args.width, iterations=args.iterations,
+                         batch_size=args.batch_size, seed=args.seed,
+                         architecture=args.architecture, lr=args.lr,
+                         checkpoint_every=args.checkpoint_every, log_every=args.log_every)
+    # The canonical command (every option explicit), so the checkpoint says how to remake it.
+    command = ("python -m benchmark train-ebm " + " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items()
+        if key not in ("command", "handler") and value is not None))
+    try:
+        checkpoint = train_energy(config, args.out, command, device=args.device or "cpu")
+    except (ValueError, DatasetUnavailable) as error:
+        raise UsageError(str(error)) from None
+    print(f"trained {checkpoint['architecture']} width {config.width} on {config.dataset}: "
+          f"final loss {checkpoint['final_loss']:.6g}, {checkpoint['wall_seconds']:.1f} s; "
+          f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description="Benchmark samplers of un-normalised densities.")
@@ -298,6 +331,28 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--figure", nargs="+", action="extend", metavar="NAME",
                       help="figure(s) to draw (default: all; see benchmark.plots.FIGURES)")
     plot.set_defaults(handler=_command_plot)
+
+    train_ebm = commands.add_parser(
+        "train-ebm", help="train an image energy with MDSM and write its checkpoint")
+    train_ebm.add_argument("--dataset", required=True, help="image dataset (digits, mnist5k, ...)")
+    train_ebm.add_argument("--width", type=int, required=True, help="base width C of the energy")
+    train_ebm.add_argument("--iterations", type=int, required=True, help="optimiser steps")
+    train_ebm.add_argument("--batch-size", type=int, default=128, help="default: 128")
+    train_ebm.add_argument("--seed", type=int, default=0, help="default: 0")
+    train_ebm.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    train_ebm.add_argument("--device", help="cpu (default), cuda, cuda:1")
+    train_ebm.add_argument("--architecture",
+                           help="energy network (default: the one for the image size)")
+    train_ebm.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
+    train_ebm.add_argument("--checkpoint-every", type=int, default=1000,
+                           help="steps between partial checkpoints (0: only at the end)")
+    train_ebm.add_argument("--log-every", type=int, default=100, help="steps between log lines")
+    train_ebm.add_argument("--num-threads", type=int, help="torch intra-op threads")
+    train_ebm.set_defaults(handler=_command_train_ebm)
+
+    from benchmark.fid.cli import add_commands as add_fid_commands  # train-classifier, ...
+
+    add_fid_commands(commands)
 
     listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
     listing.set_defaults(handler=_command_list)

@@ -21,7 +21,7 @@ BELOW_FLOOR_MARK = {"markdown": "†", "latex": r"$^\dagger$"}
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "†": r"$^\dagger$", "√": r"$\surd$", "–": "--",
+    "±": r"$\pm$", "†": r"$^\dagger$", "√": r"$\surd$", "–": "--", "×": r"$\times$",
 }
 
 
@@ -62,6 +62,26 @@ def format_value(mean: float, se: float, digits: int = 3, style: TableStyle = "m
     if error is None:
         return f"${_latex_number(text)}$"
     return f"${_latex_number(text)} \\pm {_latex_number(error)}$"
+
+
+def format_count(value: float) -> str:
+    """A cost figure with 3 significant digits: ``–`` when missing, ``never`` when infinite
+    (a break-even that is never reached), plain digits up to 10^6 (``2701``, ``0.0123``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    value = float(value)
+    if math.isinf(value):
+        return "never"
+    if abs(value) >= 100 and abs(value) < 1e6:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def format_ratio(value: float) -> str:
+    """A speed-up ``t_base / t`` as ``×12.3`` (3 significant digits); ``–`` when missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    return f"×{float(value):.3g}"
 
 
 def bold(text: str, style: TableStyle) -> str:

@@ -13,12 +13,18 @@ A matrix is targets × samplers × budgets × seeds plus the evaluation settings
     cell_timeout = 600           # optional: seconds per cell; a cell over it is stored failed
     save_samples = false         # optional: keep each cell's samples (<store>/samples/*.pt)
     targets = ["donut", {name = "gaussian_d", label = "gaussian_d10", params = {dim = 10}}]
+    # a target may set its own n (e.g. an image EBM evaluated at its test-split size):
+    # targets = [{name = "ebm_digits", label = "digits", n = 359}]
 
     [[samplers]]
     name = "svgd"                # registry name, or "package.module:Class"
     label = "svgd"               # optional; the name used in tables (defaults to name)
     budgets = [10, 100, 200]     # transitions; neural samplers take [1] (one generator pass)
     params = {step_size = 0.1}
+    targets = ["donut"]          # optional: run only on these target labels (default: all)
+    seeds = [0]                  # optional: a subset of the matrix's seeds (default: all)
+    denoise = true               # optional: final step x + sigma0^2 s(x), sigma0 from the
+                                 # target (target.denoise_sigma); the label gets "+dn"
 
     [[overrides]]                # per-(sampler, target) settings: say how they were chosen
     sampler = "svgd"             # a sampler label
@@ -46,8 +52,10 @@ MATRIX_DIR = Path(__file__).parent / "matrices"
 
 TOP_LEVEL_KEYS = {"name", "description", "seed", "seeds", "n", "device", "dtype", "num_threads",
                   "metrics", "targets", "samplers", "overrides", "cell_timeout", "save_samples"}
-TARGET_KEYS = {"name", "label", "params"}
-SAMPLER_KEYS = {"name", "label", "params", "budgets"}
+TARGET_KEYS = {"name", "label", "params", "n"}
+SAMPLER_KEYS = {"name", "label", "params", "budgets", "targets", "seeds", "denoise"}
+#: Appended to the label of a sampler entry with ``denoise = true``.
+DENOISE_SUFFIX = "+dn"
 OVERRIDE_KEYS = {"sampler", "target", "params", "reason"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -61,6 +69,7 @@ class TargetSpec:
     label: str
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    n: int | None = None  # samples per cell on this target; None: the matrix's n
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class SamplerSpec:
     params: Mapping[str, Any]
     budgets: tuple[int, ...]
     kind: str  # "iterative" or "neural"
+    targets: tuple[str, ...] | None = None  # target labels it runs on; None: every target
+    denoise: bool = False  # final Tweedie step x + sigma0^2 s(x) by the runner (+1 NFE at most)
+    seeds: tuple[int, ...] | None = None  # a subset of the matrix's seeds; None: all of them
 
 
 @dataclass(frozen=True)
@@ -158,8 +170,11 @@ def _target_spec(where: str, entry: Any, registry: Mapping) -> TargetSpec:
         if not accepts_any and key not in valid:
             raise MatrixError(f"{where}.params: unknown parameter '{key}' for target "
                               f"'{entry['name']}'; valid parameters: {_choices(valid) or '(none)'}")
+    n = entry.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 2):
+        raise MatrixError(f"{where}.n: expected an integer >= 2, got {n!r}")
     return TargetSpec(label=str(entry.get("label", entry["name"])), name=entry["name"],
-                      params=params)
+                      params=params, n=n)
 
 
 def _sampler_spec(where: str, entry: Any, registry: Mapping) -> SamplerSpec:
@@ -179,8 +194,27 @@ def _sampler_spec(where: str, entry: Any, registry: Mapping) -> SamplerSpec:
     if sampler_class.kind == "neural" and budgets != (1,):
         raise MatrixError(f"{where}.budgets: neural sampler '{entry['name']}' draws samples in "
                           f"one generator pass; budgets must be [1], got {list(budgets)}")
-    return SamplerSpec(label=str(entry.get("label", entry["name"])), name=entry["name"],
-                       params=params, budgets=budgets, kind=sampler_class.kind)
+    targets = entry.get("targets")
+    if targets is not None and (not isinstance(targets, list) or not targets
+                                or not all(isinstance(t, str) for t in targets)):
+        raise MatrixError(f"{where}.targets: expected a non-empty list of target labels, "
+                          f"got {targets!r}")
+    denoise = entry.get("denoise", False)
+    if not isinstance(denoise, bool):
+        raise MatrixError(f"{where}.denoise: expected true or false, got {denoise!r}")
+    if denoise and float(params.get("denoise_sigma", 0.0)) > 0:
+        raise MatrixError(f"{where}: denoise = true with the sampler's own denoise_sigma "
+                          f"= {params['denoise_sigma']} would denoise twice; set one of them")
+    seeds = entry.get("seeds")
+    if seeds is not None:
+        seeds = _int_list(f"{where}.seeds", seeds, minimum=0)
+    label = str(entry.get("label", entry["name"]))
+    if denoise and not label.endswith(DENOISE_SUFFIX):
+        label += DENOISE_SUFFIX
+    return SamplerSpec(label=label, name=entry["name"],
+                       params=params, budgets=budgets, kind=sampler_class.kind,
+                       targets=None if targets is None else tuple(targets), denoise=denoise,
+                       seeds=seeds)
 
 
 def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matrix:
@@ -233,6 +267,16 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
         raise MatrixError("samplers: expected a non-empty list of [[samplers]] tables")
     samplers = tuple(_sampler_spec(f"samplers[{i}]", entry, SAMPLERS)
                      for i, entry in enumerate(data["samplers"]))
+    target_labels = {spec.label for spec in targets}
+    for i, spec in enumerate(samplers):
+        extra = sorted(set(spec.seeds or ()) - set(seeds))
+        if extra:
+            raise MatrixError(f"samplers[{i}].seeds: seed {extra[0]} is not among the matrix's "
+                              f"seeds; valid choices: {', '.join(map(str, seeds))}")
+        unknown = sorted(set(spec.targets or ()) - target_labels)
+        if unknown:
+            raise MatrixError(f"samplers[{i}].targets: unknown target label '{unknown[0]}'; "
+                              f"valid choices: {_choices(target_labels)}")
     for kind, specs in (("target", targets), ("sampler", samplers)):
         labels = [spec.label for spec in specs]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})

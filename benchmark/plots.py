@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmark.plots_2d import DFT_PREFIX, FIG1_TARGETS, figure1
+from benchmark.plots_blr import training_blr
 from benchmark.plots_common import (
     MissingData,
     PlotData,
@@ -44,6 +45,7 @@ from benchmark.plots_common import (
     save_figure,
     shared_legend,
 )
+from benchmark.plots_ebm import figure3, training_fid
 from benchmark.runner import REFERENCE_LABEL
 from benchmark.tables import aggregate, natural_key
 
@@ -108,7 +110,13 @@ def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
     params = (dft.drop_duplicates(["target", "sampler", "budget"])
               .set_index(["target", "sampler", "budget"])["params"].map(json.loads))
     params = params[params.map(lambda p: all(key in p for key in ABLATION_KEYS))]
-    if params.map(lambda p: tuple(p[key] for key in ABLATION_KEYS)).nunique() < 2:
+    # An ablation varies (sigma, K_phi) within a target; a per-target sigma (e.g. scaled to
+    # each BLR posterior) is not one, and would leave all-empty heatmaps.
+    settings = params.map(lambda p: tuple(p[key] for key in ABLATION_KEYS))
+    per_target = settings.groupby(level="target").nunique()
+    params = params[params.index.get_level_values("target").isin(
+        per_target[per_target >= 2].index)]
+    if params.empty:
         raise MissingData("DFT-NS cells do not vary sigma and score_steps")
     # Any other parameter that differs between the cells (e.g. gradient full/partial) splits
     # them into variants, shown as separate heatmap rows rather than averaged together.
@@ -234,6 +242,12 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("ablation_sigma_kphi", "DFT-NS mean final KSD per (sigma, K_phi)",
                    ablation_sigma_kphi),
         FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
+        FigureSpec("training_blr", "BLR test accuracy and moment errors vs training "
+                   "iteration (Figure 4; training histories)", training_blr),
+        FigureSpec("fig3_ebm", "image EBMs: DFT-NS one step vs annealed Langevin 200 steps, "
+                   "with and without denoising (Figure 3; stored samples)", figure3),
+        FigureSpec("training_fid", "image EBMs: log FID (data, EBM reference) vs training "
+                   "iteration with 200-step MCMC lines (Figure 5; histories)", training_fid),
     ]
 }
 

@@ -171,18 +171,60 @@ def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
         for _ in range(cell.budget):
             deadline.check()  # ~100 ns: invisible next to a step
             state, _ = sampler.step(counting, state, generator)
-        return sampler.finalize(counting, state)
+        samples = sampler.finalize(counting, state)
+        if not cell.denoise:
+            return samples
+        # The state caches the score at its positions (counted when it was evaluated): when
+        # the samples *are* those positions, the final step needs no new evaluation, so
+        # annealed Langevin at K costs K + 1 with its denoising step (METHODS.md).
+        cached = state.score if samples is state.x else None
+        return denoise(cell, counting, samples, cached)
 
     samples, seconds = timed(chain, device)
     return samples, {"nfe": counting.nfe_per_particle(cell.n), "sample_seconds": seconds}
 
 
-def _training_callback(cell: Cell, target: Target) -> Callable | None:
-    """Log KSD on a fixed evaluation batch during training, if the matrix reports KSD."""
-    if "ksd" not in cell.metrics:
-        return None
-    from benchmark.metrics import METRICS, MetricContext
+def denoise(cell: Cell, target: Target | CountingTarget, samples: Tensor,
+            score: Tensor | None = None) -> Tensor:
+    """The optional final denoising step ``x + sigma_0^2 s(x)`` (= ``x - sigma_0^2 grad E``).
 
+    Tweedie's formula for a model of data noised at ``sigma_0`` (MDSM's ``SS_denoise``),
+    applied alike to every sampler of a matrix entry with ``denoise = true``.
+
+    Args:
+        cell: the cell (for the error message).
+        target: the counting target, so a new score evaluation costs 1 NFE per sample.
+        samples: ``(n, d)``.
+        score: ``(n, d)`` score at ``samples`` already evaluated (and counted), or None.
+
+    Raises:
+        ValueError: the target has no ``denoise_sigma``.
+    """
+    sigma = getattr(target, "denoise_sigma", None)
+    if sigma is None:
+        raise ValueError(f"sampler '{cell.sampler_label}' asks for denoise = true but target "
+                         f"'{cell.target.label}' has no denoise_sigma (the sigma_0 of a "
+                         f"noise-trained energy, which the step needs)")
+    if score is None:
+        score = target.score(samples.detach())
+    return samples + float(sigma) ** 2 * score
+
+
+#: Metrics logged during neural training (as ``<metric>_eval`` history rows) when the matrix
+#: reports them and the target supports them: training-curve figures read them from the store.
+TRAINING_METRICS = ("ksd", "accuracy", "mean_error", "std_error", "fid_data", "fid_ref")
+
+
+def _training_callback(cell: Cell, target: Target) -> Callable | None:
+    """Log KSD (BLR accuracy / moment errors, image-EBM FIDs) on a fixed evaluation batch
+    during training, for those of :data:`TRAINING_METRICS` that the matrix reports and the
+    target supports."""
+    from benchmark.metrics import METRICS, MetricContext, supported_metrics
+
+    supported = set(supported_metrics(target))
+    names = [m for m in TRAINING_METRICS if m in cell.metrics and m in supported]
+    if not names:
+        return None
     batch = min(cell.n, 500)
     context = MetricContext(reference=None, generator=make_generator(0, target.device))
 
@@ -191,8 +233,16 @@ def _training_callback(cell: Cell, target: Target) -> Callable | None:
         with torch.no_grad():
             x = sampler.sample(batch, make_generator(cell.cell_seed + 1, target.device))
         if not torch.isfinite(x).all():
-            return {"ksd_eval": math.nan}
-        return {"ksd_eval": float(METRICS["ksd"].fn(x, target, context))}
+            return {f"{name}_eval": math.nan for name in names}
+        return {f"{name}_eval": _logged_value(name, x) for name in names}
+
+    def _logged_value(name: str, x: Tensor) -> float:
+        # A metric that cannot be computed (e.g. fid_ref before its reference samples are
+        # stored) leaves a NaN in the history; the final evaluation records the reason.
+        try:
+            return float(METRICS[name].fn(x, target, context))
+        except Exception:
+            return math.nan
 
     return callback
 
@@ -234,9 +284,17 @@ def _sample_neural(cell: Cell, sampler: NeuralSampler, target: Target,
                    progress: bool) -> tuple[Tensor, dict, list[dict] | None]:
     ledger, history = _trained(cell, sampler, target, cache_dir, deadline, progress)
     sampler.sample(min(cell.n, 16), make_generator(0, target.device))  # warm-up
-    # ``sample`` is given no target, so the sampling phase costs 0 target evaluations.
-    samples, seconds = timed(lambda: sampler.sample(cell.n, generator), target.device)
-    return samples, {**ledger, "nfe": 0.0, "sample_seconds": seconds}, history
+    # ``sample`` is given no target, so the sampling phase costs 0 target evaluations (plus
+    # the final denoising step's one, through the counting wrapper, when the cell asks).
+    counting = CountingTarget(target)
+
+    def draw() -> Tensor:
+        samples = sampler.sample(cell.n, generator)
+        return denoise(cell, counting, samples) if cell.denoise else samples
+
+    samples, seconds = timed(draw, target.device)
+    return samples, {**ledger, "nfe": counting.nfe_per_particle(cell.n),
+                     "sample_seconds": seconds}, history
 
 
 # -- one cell ----------------------------------------------------------------------------------
@@ -298,6 +356,13 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
         target = build_target(cell.target.name, dict(cell.target.params), cell.device,
                               cell.dtype)
         generator = make_generator(cell.cell_seed, target.device)
+        if cell.sampler is None and "reference" not in target.provides:
+            # No reference samples here (e.g. BLR without a stored reference run): the floor
+            # does not exist, which is not a failure of the run.
+            reason = f"not applicable: target '{cell.target.label}' has no reference samples"
+            return CellResult([{**provenance(cell), "status": "ok", "metric": metric,
+                                "value": math.nan, "reason": reason, "metric_seconds": 0.0}
+                               for metric in cell.metrics])
         if cell.sampler is None:
             samples, seconds = timed(lambda: target.sample(cell.n, generator), target.device)
             costs = {"nfe": 0.0, "sample_seconds": seconds}

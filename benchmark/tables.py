@@ -303,7 +303,8 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         metrics: metrics to tabulate (default: every metric in ``rows``, sorted).
 
     Returns:
-        ``{metric: Markdown text}`` in the order tabulated.
+        ``{metric: Markdown text}`` in the order tabulated, then ``{layout: Markdown text}``
+        of the multi-metric layouts that apply (:mod:`benchmark.tables_summary`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -312,6 +313,12 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         texts[metric] = render(rows, metric, "markdown")
         (directory / f"{metric}.md").write_bytes(texts[metric].encode())
         (directory / f"{metric}.tex").write_bytes(render(rows, metric, "latex").encode())
+    from benchmark.tables_summary import write_summaries  # imports this module
+
+    texts.update(write_summaries(rows, directory))  # multi-metric layouts (e.g. Table 2)
+    from benchmark.tables_cost import write_cost_tables  # imports this module
+
+    texts.update(write_cost_tables(rows, directory))  # metrics + cost ledger (Table 3)
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
     (directory / "aggregate.csv").write_bytes(csv.encode())

@@ -10,7 +10,9 @@ import inspect
 import torch
 
 from targets.base import Modes, Target, make_generator
+from targets.blr import BayesianLogisticRegression
 from targets.counting import CountingTarget
+from targets.ebm.target import EBMDigits, EBMMnist5k
 from targets.intermediate import CorrelatedGaussian, FunnelD
 from targets.rezende_mohamed import (
     RezendeMohamedU1,
@@ -46,6 +48,9 @@ TARGETS: dict[str, type[Target]] = {
     "u4": RezendeMohamedU4,
     "gaussian_d": CorrelatedGaussian,
     "funnel_d": FunnelD,
+    "blr": BayesianLogisticRegression,
+    "ebm_digits": EBMDigits,
+    "ebm_mnist5k": EBMMnist5k,
 }
 
 

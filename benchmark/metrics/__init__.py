@@ -136,6 +136,15 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# Family-specific metrics live in their own modules and join the one registry here.
+from benchmark.metrics.blr import BLR_METRICS  # noqa: E402 - needs Metric defined above
+
+METRICS.update(BLR_METRICS)
+from benchmark.metrics.images import IMAGE_METRICS  # noqa: E402
+
+METRICS.update(IMAGE_METRICS)
+
+
 def _get(name: str) -> Metric:
     try:
         return METRICS[name]

@@ -1,4 +1,9 @@
-"""Multi-layer perceptrons for neural implicit samplers: the generator and the score network.
+"""Networks of neural implicit samplers: MLPs for any target, small conv nets for images.
+
+:class:`MLP` / :class:`ResidualMLP` (generator or score network on ``R^d``),
+:class:`ConvGenerator` (latent -> image) and :class:`ConvScoreNet` (image -> score image) for
+targets with an ``image_shape`` (the EBMs of TARGETS.md §3). Every network maps flat ``(n, ·)``
+tensors, so the training loop never sees image shapes.
 
 Weights are drawn from an explicit CPU ``torch.Generator`` (never the global RNG), so a fixed
 seed gives identical networks on every device: parameters are created without initialisation
@@ -102,3 +107,141 @@ class ResidualMLP(MLP):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.layers(x)
+
+
+def _draw_uniform_(module: nn.Module, init_generator: torch.Generator) -> None:
+    """PyTorch's default law for ``Linear``/``Conv2d`` (uniform on ``±1/sqrt(fan_in)``),
+    drawn from ``init_generator`` in float64 and copied into the parameters."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            fan_in = layer.weight[0].numel()  # in_features, or in_channels * kh * kw
+            bound = 1.0 / math.sqrt(fan_in)
+            for parameter in (layer.weight, layer.bias):
+                draw = torch.rand(parameter.shape, generator=init_generator, dtype=torch.float64)
+                parameter.copy_((2.0 * draw - 1.0) * bound)
+
+
+def _num_resolutions(image_shape: tuple[int, int, int]) -> int:
+    """Halvings from ``H`` down to a 4×4 base: 8×8 -> 1, 16×16 -> 2, 32×32 -> 3."""
+    channels, height, width = (int(v) for v in image_shape)
+    if height != width or height < 4 or height & (height - 1):
+        raise ValueError(f"convolutional networks need square images of side 2^k >= 4, "
+                         f"got image_shape {tuple(image_shape)}")
+    return int(math.log2(height // 4))
+
+
+class ConvGenerator(nn.Module):
+    """A small DCGAN-style generator ``z -> image``, flattened: ``(n, d_z) -> (n, C·H·W)``.
+
+    ``Linear(d_z -> c_0·4·4)``, then per resolution doubling a nearest-neighbour upsample and
+    two 3×3 convolutions, channels halving from ``c_0 = channels·2^(levels-1)`` down to
+    ``channels`` (never below 8), and a final 3×3 convolution to ``C`` channels, with no
+    output non-linearity (pixels are not clamped: the EBM's density lives on ``R^d``).
+    8×8 images get one doubling, 32×32 three. Nearest upsampling plus convolution avoids the
+    checkerboard artefacts of transposed convolutions (Odena, Dumoulin & Olah 2016).
+
+    Args:
+        latent_dim: ``d_z``.
+        image_shape: ``(C, H, W)`` with ``H = W = 2^k >= 4``.
+        channels: feature maps at full resolution (doubling per halving of the resolution).
+        activation: a key of :data:`ACTIVATIONS`.
+        device, dtype: where and how the parameters live.
+        init_generator: CPU generator the initial weights are drawn from.
+
+    Shapes:
+        ``forward``: ``(n, latent_dim) -> (n, C·H·W)``.
+    """
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: int = 32,
+                 activation: str = "silu", device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32,
+                 init_generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        levels = _num_resolutions(image_shape)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.latent_dim = int(latent_dim)
+        widths = [max(8, int(channels) * 2 ** (levels - i)) for i in range(levels + 1)]
+        act = ACTIVATIONS[activation]
+        self.project = nn.Linear(self.latent_dim, widths[0] * 16, device="meta", dtype=dtype)
+        blocks: list[nn.Module] = [act()]
+        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+            blocks += [nn.Upsample(scale_factor=2, mode="nearest"),
+                       nn.Conv2d(fan_in, fan_out, 3, padding=1, device="meta", dtype=dtype),
+                       act(),
+                       nn.Conv2d(fan_out, fan_out, 3, padding=1, device="meta", dtype=dtype),
+                       act()]
+        blocks.append(nn.Conv2d(widths[-1], self.image_shape[0], 3, padding=1, device="meta",
+                                dtype=dtype))
+        self.body = nn.Sequential(*blocks)
+        self.base_channels = widths[0]
+        self.to_empty(device=torch.device(device))
+        with torch.no_grad():
+            _draw_uniform_(self, init_generator or torch.Generator().manual_seed(0))
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.project(z).reshape(z.shape[0], self.base_channels, 4, 4)
+        return self.body(h).reshape(z.shape[0], -1)
+
+
+class ConvScoreNet(nn.Module):
+    """An image-shaped score network ``s_phi``: a small U-Net, ``(n, C·H·W) -> (n, C·H·W)``.
+
+    Input images go through a 3×3 convolution to ``channels`` maps, ``levels`` downsampling
+    stages (stride-2 3×3 convolution doubling the channels, then a 3×3 convolution) down to
+    4×4, and back up (nearest upsample, 3×3 convolution halving the channels, added to the
+    skip connection of the same resolution, another 3×3 convolution), then a 3×3 convolution
+    to ``C`` channels. Every layer is smooth (SiLU by default) because DFT-NS differentiates
+    ``s_phi`` with respect to its input. The last convolution is scaled by ``1/sigma``
+    (``output_scale``): the DSM target ``-eps/sigma`` has that size, so the network learns an
+    O(1) quantity whatever ``sigma`` is.
+
+    Args:
+        image_shape: ``(C, H, W)`` with ``H = W = 2^k >= 4``.
+        channels: feature maps at full resolution.
+        activation: a key of :data:`ACTIVATIONS`.
+        output_scale: multiplies the output (``1/sigma`` for a DSM score network).
+        device, dtype, init_generator: as for :class:`ConvGenerator`.
+
+    Shapes:
+        ``forward``: ``(n, C·H·W) -> (n, C·H·W)``.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int = 32,
+                 activation: str = "silu", output_scale: float = 1.0,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 init_generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        levels = _num_resolutions(image_shape)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.output_scale = float(output_scale)
+        widths = [int(channels) * 2**i for i in range(levels + 1)]
+        self.act = ACTIVATIONS[activation]()
+
+        def conv(fan_in: int, fan_out: int, stride: int = 1) -> nn.Conv2d:
+            return nn.Conv2d(fan_in, fan_out, 3, stride=stride, padding=1, device="meta",
+                             dtype=dtype)
+
+        self.stem = conv(self.image_shape[0], widths[0])
+        self.down = nn.ModuleList(nn.ModuleList([conv(widths[i], widths[i + 1], 2),
+                                                 conv(widths[i + 1], widths[i + 1])])
+                                  for i in range(levels))
+        self.up = nn.ModuleList(nn.ModuleList([conv(widths[i + 1], widths[i]),
+                                               conv(widths[i], widths[i])])
+                                for i in reversed(range(levels)))
+        self.head = conv(widths[0], self.image_shape[0])
+        self.to_empty(device=torch.device(device))
+        with torch.no_grad():
+            _draw_uniform_(self, init_generator or torch.Generator().manual_seed(0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        act = self.act
+        h = act(self.stem(x.reshape(x.shape[0], *self.image_shape)))
+        skips = [h]
+        for downsample, conv in self.down:
+            h = act(conv(act(downsample(h))))
+            skips.append(h)
+        skips.pop()  # the coarsest map is h itself
+        for reduce, conv in self.up:
+            h = nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = act(conv(act(reduce(h)) + skips.pop()))
+        return self.output_scale * self.head(h).reshape(x.shape[0], -1)

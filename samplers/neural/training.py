@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from samplers.base import NeuralSampler, TrainingCallback, build_params
-from samplers.neural.networks import ACTIVATIONS, MLP, ResidualMLP
+from samplers.neural.networks import ACTIVATIONS, MLP, ConvGenerator, ConvScoreNet, ResidualMLP
 from targets.base import Target
 
 #: ``score_fn(x) -> s(x)``: ``(n, dim) -> (n, dim)``, differentiable in ``x``, parameters frozen.
@@ -62,8 +62,13 @@ class NeuralParams:
         hidden_depth: hidden layers of both networks.
         activation: a key of :data:`samplers.neural.networks.ACTIVATIONS`.
         generator_architecture: ``"mlp"`` (the prototype's plain MLP, whose initial
-            push-forward is a small blob near the origin) or ``"residual"`` (``z + MLP(z)``
-            with a zero last layer: starts exactly at ``N(0, I)``; needs ``d_z = d``).
+            push-forward is a small blob near the origin), ``"residual"`` (``z + MLP(z)``
+            with a zero last layer: starts exactly at ``N(0, I)``; needs ``d_z = d``) or
+            ``"conv"`` (:class:`~samplers.neural.networks.ConvGenerator`, latent -> image;
+            needs a target with ``image_shape``).
+        score_architecture: ``"mlp"`` or ``"conv"`` (an image-shaped U-Net,
+            :class:`~samplers.neural.networks.ConvScoreNet`; needs ``image_shape``).
+        conv_channels: feature maps at full resolution of the convolutional networks.
         log_every: iterations between history rows (and callback calls).
     """
 
@@ -79,6 +84,10 @@ class NeuralParams:
     activation: str = "silu"
     generator_architecture: str = "mlp"
     log_every: int = 100
+    # Fields added after results were stored: left out of a cell's identity at their default
+    # (benchmark.cells.resolved_params), so the ids of stored cells stay valid.
+    score_architecture: str = field(default="mlp", metadata={"identity": "omit_default"})
+    conv_channels: int = field(default=32, metadata={"identity": "omit_default"})
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "score_steps", "hidden_width", "hidden_depth", "log_every"):
@@ -93,7 +102,11 @@ class NeuralParams:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"parameter '{key}' must be a positive number")
         check_choice("activation", self.activation, tuple(sorted(ACTIVATIONS)))
-        check_choice("generator_architecture", self.generator_architecture, ("mlp", "residual"))
+        check_choice("generator_architecture", self.generator_architecture,
+                     ("mlp", "residual", "conv"))
+        check_choice("score_architecture", self.score_architecture, ("mlp", "conv"))
+        if int(self.conv_channels) < 1:
+            raise ValueError("parameter 'conv_channels' must be a positive integer")
 
 
 @contextlib.contextmanager
@@ -123,6 +136,7 @@ class NeuralImplicitSampler(NeuralSampler):
     Attributes:
         generator_net: ``g_theta``, ``(n, d_z) -> (n, d)``; ``None`` before training.
         score_net: ``s_phi``, ``(n, d) -> (n, d)``; ``None`` before training.
+        image_shape: the target's ``(C, H, W)`` when the networks are convolutional, else None.
         ledger: training cost: ``train_iterations``, ``train_seconds`` (callback time excluded),
             ``callback_seconds`` and, if the losses became non-finite, ``diverged_iteration``.
             Target NFE and HVPs are counted by the caller's ``CountingTarget``.
@@ -132,9 +146,10 @@ class NeuralImplicitSampler(NeuralSampler):
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
-        self.generator_net: MLP | None = None
-        self.score_net: MLP | None = None
+        self.generator_net: nn.Module | None = None
+        self.score_net: nn.Module | None = None
         self.dim: int | None = None
+        self.image_shape: tuple[int, int, int] | None = None
         self.ledger: dict[str, float] = {}
 
     # -- the one thing subclasses define --------------------------------------------------
@@ -161,11 +176,16 @@ class NeuralImplicitSampler(NeuralSampler):
 
     # -- networks -------------------------------------------------------------------------
     def build_networks(self, dim: int, device: torch.device, dtype: torch.dtype,
-                       generator: torch.Generator) -> None:
+                       generator: torch.Generator,
+                       image_shape: tuple[int, int, int] | None = None) -> None:
         """Create both networks for dimension ``dim``, weights drawn from ``generator``.
 
         One integer drawn from ``generator`` seeds a CPU generator for the weights, so the
-        same generator state gives the same networks on any device.
+        same generator state gives the same networks on any device. ``image_shape``
+        ``(C, H, W)`` (with ``C·H·W = dim``) is needed by the ``"conv"`` architectures.
+
+        Raises:
+            ValueError: a ``"conv"`` architecture without an image shape.
         """
         seed = int(torch.randint(0, 2**62, (1,), generator=generator,
                                  device=generator.device).item())
@@ -176,13 +196,31 @@ class NeuralImplicitSampler(NeuralSampler):
                       activation=params.activation, device=device, dtype=dtype,
                       init_generator=init_generator)
         self.dim = int(dim)
-        architecture = ResidualMLP if params.generator_architecture == "residual" else MLP
-        self.generator_net = architecture(latent_dim, dim, **common)
-        self.score_net = MLP(dim, dim, **common)
+        wants_conv = "conv" in (params.generator_architecture, params.score_architecture)
+        if wants_conv and image_shape is None:
+            raise ValueError("a 'conv' generator_architecture or score_architecture needs a "
+                             "target with an image_shape (C, H, W); this target has none")
+        if wants_conv and math.prod(image_shape) != int(dim):
+            raise ValueError(f"image_shape {tuple(image_shape)} does not match dim {dim}")
+        self.image_shape = tuple(int(v) for v in image_shape) if wants_conv else None
+        conv = dict(channels=params.conv_channels, activation=params.activation, device=device,
+                    dtype=dtype, init_generator=init_generator)
+        if params.generator_architecture == "conv":
+            self.generator_net = ConvGenerator(latent_dim, self.image_shape, **conv)
+        else:
+            architecture = ResidualMLP if params.generator_architecture == "residual" else MLP
+            self.generator_net = architecture(latent_dim, dim, **common)
+        if params.score_architecture == "conv":
+            self.score_net = ConvScoreNet(self.image_shape, output_scale=1.0 / params.sigma,
+                                          **conv)
+        else:
+            self.score_net = MLP(dim, dim, **common)
 
     @property
     def latent_dim(self) -> int:
         self._require_networks()
+        if isinstance(self.generator_net, ConvGenerator):
+            return self.generator_net.latent_dim
         return int(self.generator_net.layers[0].in_features)
 
     def _require_networks(self) -> None:
@@ -226,7 +264,8 @@ class NeuralImplicitSampler(NeuralSampler):
         params = self.params
         num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
         device = torch.device(target.device)
-        self.build_networks(target.dim, device, target.dtype, generator)
+        self.build_networks(target.dim, device, target.dtype, generator,
+                            image_shape=getattr(target, "image_shape", None))
         score_optimizer = torch.optim.Adam(self.score_net.parameters(), lr=params.score_lr)
         sampler_optimizer = torch.optim.Adam(self.generator_net.parameters(),
                                              lr=params.sampler_lr)
@@ -309,6 +348,7 @@ class NeuralImplicitSampler(NeuralSampler):
             "params": dataclasses.asdict(self.params),
             "dim": self.dim,
             "latent_dim": self.latent_dim,
+            "image_shape": self.image_shape,
             "generator_net": self.generator_net.state_dict(),
             "score_net": self.score_net.state_dict(),
             "ledger": dict(self.ledger),
@@ -323,10 +363,11 @@ class NeuralImplicitSampler(NeuralSampler):
             raise ValueError(f"checkpoint is for sampler '{state.get('name')}', "
                              f"not '{self.name}'")
         self.params = build_params(self.Params, self.name, state["params"])
-        weight = state["generator_net"]["layers.0.weight"]
+        weight = next(iter(state["generator_net"].values()))
         # Weights are overwritten just below, so the init generator's draw does not matter.
         self.build_networks(int(state["dim"]), weight.device, weight.dtype,
-                            torch.Generator(device=weight.device))
+                            torch.Generator(device=weight.device),
+                            image_shape=state.get("image_shape"))
         self.generator_net.load_state_dict(state["generator_net"])
         self.score_net.load_state_dict(state["score_net"])
         self.ledger = dict(state.get("ledger", {}))

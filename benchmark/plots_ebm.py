@@ -1,0 +1,153 @@
+"""Image-EBM figures (the paper's Figures 3 and 5), pure functions of the results store.
+
+* ``fig3_ebm``: one row per image target, one panel per sampler@steps of :data:`FIG3_PANELS`
+  (one-step DFT-NS vs annealed Langevin at 200 steps, each without and with the final
+  denoising step ``+dn``), each a mosaic of the first :data:`MOSAIC` stored samples of the
+  lowest stored seed. Pixels are shown clipped to ``[0, 1]`` (the data range; the samples
+  themselves are stored unclipped).
+* ``training_fid``: log FID against the data and against the EBM reference (the two views of
+  METRICS.md) vs training iteration, from the ``fid_data_eval`` / ``fid_ref_eval`` history
+  rows the runner logs on a fixed batch of the *undenoised* generator output; mean ± s.e.
+  over seeds as a band; the 200-step MCMC samplers of the same store as horizontal lines
+  (mean over seeds; dashed for ``+dn`` rows).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from benchmark.matrix import DENOISE_SUFFIX
+from benchmark.plots_blr import training_curves
+from benchmark.plots_common import MissingData, PlotData, figure_style, new_figure
+from benchmark.tables import aggregate, natural_key
+
+#: ``(sampler label, budget)`` of each panel of Figure 3, in order.
+FIG3_PANELS: tuple[tuple[str, int], ...] = (
+    ("dft_ns_full", 1), ("dft_ns_full" + DENOISE_SUFFIX, 1),
+    ("annealed_langevin", 200), ("annealed_langevin" + DENOISE_SUFFIX, 200))
+MOSAIC = 64  # samples per panel (an 8 × 8 mosaic)
+#: History metric -> (table metric of the MCMC lines, axis label).
+FID_HISTORY = {"fid_data_eval": ("fid_data", "FID vs data"),
+               "fid_ref_eval": ("fid_ref", "FID vs EBM reference")}
+MCMC_BUDGET = 200
+IMAGE_METRIC = "fid_data"  # a store with rows of this metric holds image targets
+
+
+def mosaic(samples: np.ndarray, count: int = MOSAIC) -> np.ndarray:
+    """Tile the first ``count`` flat single-channel square images ``(n, H·W)`` into a grid.
+
+    Returns:
+        ``(rows·(H+1) − 1, columns·(W+1) − 1)`` pixels in ``[0, 1]``, one-pixel white gutters.
+    """
+    count = min(count, len(samples))
+    side = math.isqrt(samples.shape[1])
+    if side * side != samples.shape[1]:
+        raise MissingData(f"samples of dimension {samples.shape[1]} are not square images")
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.ones((rows * (side + 1) - 1, columns * (side + 1) - 1))
+    for index in range(count):
+        r, c = divmod(index, columns)
+        image = np.clip(samples[index].reshape(side, side), 0.0, 1.0)
+        canvas[r * (side + 1):r * (side + 1) + side, c * (side + 1):c * (side + 1) + side] = image
+    return canvas
+
+
+def _image_targets(rows: pd.DataFrame) -> list[str]:
+    targets = rows.loc[rows["metric"].eq(IMAGE_METRIC), "target"].unique()
+    if not len(targets):
+        raise MissingData(f"no image-EBM rows ('{IMAGE_METRIC}') in the store")
+    return sorted(targets, key=natural_key)
+
+
+def figure3(data: PlotData) -> Figure:
+    """Figure 3: sample mosaics of one-step DFT-NS vs 200-step annealed Langevin, ± denoising."""
+    rows = data.rows
+    targets = _image_targets(rows)
+    cells = rows.drop_duplicates("cell_id")
+    found = False
+    with figure_style():
+        figure, axes = new_figure(len(targets), len(FIG3_PANELS), (2.2, 2.4))
+        for r, target in enumerate(targets):
+            for c, (label, budget) in enumerate(FIG3_PANELS):
+                ax = axes[r, c]
+                ax.set_axis_off()
+                ax.set_title(f"{target}: {label}@{budget}", fontsize=7)
+                match = cells[cells["target"].eq(target) & cells["sampler"].eq(label)
+                              & cells["budget"].astype(int).eq(budget)
+                              & cells["status"].eq("ok")].sort_values("seed")
+                stored = [cell for cell in match["cell_id"] if data.has_samples(cell)]
+                if not stored:
+                    ax.text(0.5, 0.5, "no stored samples", ha="center", va="center",
+                            fontsize=7, transform=ax.transAxes)
+                    continue
+                ax.imshow(mosaic(data.samples(stored[0])), cmap="gray", vmin=0.0, vmax=1.0,
+                          interpolation="nearest")
+                found = True
+    if not found:
+        raise MissingData("no stored samples of the Figure-3 samplers "
+                          f"({', '.join(f'{s}@{b}' for s, b in FIG3_PANELS)})")
+    return figure
+
+
+def training_fid(data: PlotData) -> Figure:
+    """Figure 5: log FID (both views) vs training iteration, with the 200-step MCMC lines."""
+    curves = training_curves(data.history, list(FID_HISTORY))
+    if curves.empty:
+        raise MissingData("no FID training history (fid_data_eval / fid_ref_eval rows)")
+    # One training serves a sampler entry with and without "+dn" (same train key), so the
+    # history may carry either label: the curve is the undenoised generator's.
+    curves["sampler"] = curves["sampler"].str.removesuffix(DENOISE_SUFFIX)
+    metrics = [m for m in FID_HISTORY if m in set(curves["metric"])]
+    targets = sorted(curves["target"].unique(), key=natural_key)
+    summary = aggregate(data.rows[data.rows["metric"].isin(
+        [FID_HISTORY[m][0] for m in metrics])]) if not data.rows.empty else pd.DataFrame()
+    with figure_style():
+        figure, axes = new_figure(len(metrics), len(targets), (4.4, 2.8))
+        for row, metric in enumerate(metrics):
+            table_metric, axis_label = FID_HISTORY[metric]
+            for column, target in enumerate(targets):
+                ax = axes[row, column]
+                panel = curves[curves["metric"].eq(metric) & curves["target"].eq(target)]
+                for label in sorted(panel["sampler"].unique(), key=natural_key):
+                    curve = (panel[panel["sampler"].eq(label)].groupby("iteration")
+                             [["mean", "se"]].mean().reset_index())
+                    color = data.colors.get(label)
+                    ax.plot(curve["iteration"], curve["mean"], color=color, label=label,
+                            linewidth=1.5)
+                    se = curve["se"].fillna(0.0)
+                    ax.fill_between(curve["iteration"], (curve["mean"] - se).clip(lower=1e-3),
+                                    curve["mean"] + se, color=color, alpha=0.2, linewidth=0)
+                if not summary.empty:
+                    lines = summary[summary["target"].eq(target)
+                                    & summary["metric"].eq(table_metric)
+                                    & summary["budget"].eq(MCMC_BUDGET)]
+                    for line in lines.itertuples(index=False):
+                        if not np.isfinite(line.mean) or line.mean <= 0:
+                            continue
+                        ax.axhline(line.mean, color=data.colors.get(line.sampler), linewidth=1,
+                                   linestyle="--" if line.sampler.endswith(DENOISE_SUFFIX)
+                                   else ":", label=f"{line.sampler}@{MCMC_BUDGET}")
+                ax.set_yscale("log")
+                if row == 0:
+                    ax.set_title(target)
+                ax.set_xlabel("training iteration")
+                ax.set_ylabel(axis_label)
+        bottom_legend(figure, axes.ravel())
+    return figure
+
+
+def bottom_legend(figure: Figure, axes) -> None:
+    """One legend below the panels, each label once, two columns (the labels are long
+    and a right-hand legend would squeeze a one-target figure to a sliver)."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        figure.legend(list(handles.values()), list(handles), loc="outside lower center",
+                      ncols=2, frameon=False, fontsize=7)

@@ -76,8 +76,9 @@ def matmul_roofline(shapes: list[tuple[int, int, int]], device: torch.device) ->
     return best_seconds(lambda: [left @ right for left, right in operands], device)
 
 
-def measure(n: int, dim: int, device: torch.device) -> list[dict]:
-    """KSD (IMQ, V-statistic) and one SVGD direction at ``n`` points in ``dim`` dimensions."""
+def measure(n: int, dim: int, device: torch.device, fused: bool = False) -> list[dict]:
+    """KSD (IMQ, V-statistic) and one SVGD direction at ``n`` points in ``dim`` dimensions;
+    with ``fused``, also the compiled fused KSD (``dim <= 8``; compilation not timed)."""
     generator = make_generator(0, device)
     x = torch.randn(n, dim, generator=generator, device=device)
     score = -x
@@ -91,6 +92,11 @@ def measure(n: int, dim: int, device: torch.device) -> list[dict]:
         ksd_roof, kind = matmul_roofline([(n, dim + 2, n)] * 3, device), "matmul"
     rows.append(dict(pass_="ksd_imq", n=n, dim=dim, pairs=ksd_pairs, seconds=ksd_seconds,
                      roofline=kind, roofline_seconds=ksd_roof))
+    if fused and dim <= SMALL_DIM:
+        fused_seconds = best_seconds(lambda: ksd_squared(x, score, kernel="imq", fused=True),
+                                     device)
+        rows.append(dict(pass_="ksd_imq_fused", n=n, dim=dim, pairs=ksd_pairs,
+                         seconds=fused_seconds, roofline=kind, roofline_seconds=ksd_roof))
     sampler = SVGD()
     svgd_pairs = n * n
     svgd_seconds = best_seconds(lambda: sampler.stein_direction(x, score), device)
@@ -118,12 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--dim", type=int, nargs="+", default=[2, 100])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--fused", action="store_true",
+                        help="also time the compiled fused IMQ KSD (d <= 8)")
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = [row for n in args.n for dim in args.dim for row in measure(n, dim, device)]
+    rows = [row for n in args.n for dim in args.dim
+            for row in measure(n, dim, device, args.fused)]
     table = pd.DataFrame(rows).rename(columns={"pass_": "pass"})
     if args.csv:
         table.to_csv(args.csv, index=False)

@@ -6,6 +6,7 @@ Each benchmark asserts the result it timed is finite, so a broken fast path cann
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import TypeVar
@@ -75,3 +76,18 @@ def test_generator_sampling(benchmark, device):
     sampler.train(make_target("donut", device=device), 0, generator)
     x = benchmark(synchronised(lambda: sampler.sample(1_000, generator), device))
     assert x.shape == (1_000, 2)
+
+
+def test_default_matrix_cell(benchmark, device, tmp_path):
+    # One whole cell of the default matrix (MALA at 100 steps on donut, n = 1000, with its
+    # KSD, energy distance and mode metrics): sampling, metrics and the harness around them.
+    from benchmark.cells import plan_cells
+    from benchmark.matrix import load_matrix
+    from benchmark.runner import run_cell
+
+    cells = [cell for cell in plan_cells(load_matrix("default"))
+             if cell.target.label == "donut" and cell.sampler is not None
+             and cell.sampler.label == "mala" and cell.budget == 100 and cell.seed == 0]
+    cell = dataclasses.replace(cells[0], device=device)
+    result = benchmark.pedantic(lambda: run_cell(cell, tmp_path), rounds=3, iterations=1)
+    assert {row["status"] for row in result.rows} == {"ok"}

@@ -331,6 +331,28 @@ def failure_rows(cell: Cell, reason: str, costs: dict | None = None) -> list[dic
              "metric_seconds": 0.0} for metric in cell.metrics]
 
 
+def _own_floor_rows(cell: Cell, target: Target, generator: torch.Generator) -> list[dict]:
+    """Floor rows of a target without exact samples, from each metric's ``floor`` function."""
+    from benchmark.metrics import METRICS, supported_metrics
+
+    supported = set(supported_metrics(target))
+    rows = []
+    for metric in cell.metrics:
+        floor = METRICS[metric].floor if metric in METRICS else None
+        row = {**provenance(cell), "status": "ok", "metric": metric, "value": math.nan,
+               "metric_seconds": 0.0,
+               "reason": f"not applicable: target '{cell.target.label}' has no reference samples"}
+        if floor is not None and metric in supported:
+            try:
+                value, seconds = timed(lambda f=floor: float(f(target, cell.n, generator)),
+                                       target.device)
+                row.update(value=value, reason="", metric_seconds=seconds)
+            except Exception as error:  # a missing floor input is a reason, not a crash
+                row["reason"] = f"floor not computed: {type(error).__name__}: {error}"
+        rows.append(row)
+    return rows
+
+
 def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None = None,
              save_samples: bool = False, progress: bool = False,
              num_threads: int | None = None) -> CellResult:
@@ -357,12 +379,10 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
                               cell.dtype)
         generator = make_generator(cell.cell_seed, target.device)
         if cell.sampler is None and "reference" not in target.provides:
-            # No reference samples here (e.g. BLR without a stored reference run): the floor
-            # does not exist, which is not a failure of the run.
-            reason = f"not applicable: target '{cell.target.label}' has no reference samples"
-            return CellResult([{**provenance(cell), "status": "ok", "metric": metric,
-                                "value": math.nan, "reason": reason, "metric_seconds": 0.0}
-                               for metric in cell.metrics])
+            # No exact samples (image energies; BLR without a stored reference run): a metric
+            # with its own floor (Metric.floor) computes it; for the others the floor does not
+            # exist, which is not a failure of the run.
+            return CellResult(_own_floor_rows(cell, target, generator))
         if cell.sampler is None:
             samples, seconds = timed(lambda: target.sample(cell.n, generator), target.device)
             costs = {"nfe": 0.0, "sample_seconds": seconds}

@@ -62,6 +62,9 @@ class Metric:
             discrepancies (KSD, energy distance), where exact samples set a noise floor and
             beating it usually means missed tails or modes (METRICS.md); False for summaries
             such as mode weights, where a deterministic particle set can beat iid samples.
+        floor: ``(target, n, generator) -> value``, the metric's own noise floor at ``n`` for
+            targets without exact samples (no ``"reference"``), e.g. image metrics on ``n``
+            training images; None where the floor needs exact samples.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Metric:
     requires: frozenset[str]
     lower_is_better: bool = True
     flag_below_floor: bool = False
+    floor: Callable[[Target, int, torch.Generator], float] | None = None
 
 
 class MetricRequirementError(ValueError):

@@ -16,6 +16,7 @@ runs, stored in the reference's ``reference.json``.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from benchmark.metrics import Metric, MetricContext
@@ -49,6 +50,40 @@ def class_max_share(samples: Tensor, target: Target, context: MetricContext) -> 
     return class_coverage(samples, target.dataset)[1]
 
 
+def _training_images(target: Target, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` training images drawn without replacement, flattened: independent real data."""
+    from targets.datasets import load_dataset
+
+    images = load_dataset(target.dataset).x_train
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))))[:n]
+    return images[index].reshape(len(index), -1).to(device=target.device, dtype=target.dtype)
+
+
+def fid_data_floor(target: Target, n: int, generator: torch.Generator) -> float:
+    """FID of ``n`` training images against the test split (what real data scores)."""
+    return fid_data(_training_images(target, n, generator), target, None)
+
+
+def fid_ref_floor(target: Target, n: int, generator: torch.Generator) -> float:
+    """FID between the two stored reference runs (from noise vs from held-out data)."""
+    from benchmark.fid.evaluation import fid_between
+    from benchmark.fid.reference import load_reference
+
+    return fid_between(load_reference(target, run="from_noise"), load_reference(target),
+                       target.dataset)
+
+
+def class_tv_floor(target: Target, n: int, generator: torch.Generator) -> float:
+    """Class TV of ``n`` training images against the test split."""
+    return class_tv(_training_images(target, n, generator), target, None)
+
+
+def class_max_share_floor(target: Target, n: int, generator: torch.Generator) -> float:
+    """Largest class share among ``n`` training images."""
+    return class_max_share(_training_images(target, n, generator), target, None)
+
+
 _FEATURES = "penultimate features (ELU) of the dataset's CNN classifier " \
             "(benchmark/fid/checkpoints), pixels clamped to [0, 1]"
 
@@ -58,18 +93,18 @@ IMAGE_METRICS: dict[str, Metric] = {
         Metric("fid_data", "FID (data)",
                f"Frechet distance of Gaussian fits (unbiased covariance) of {_FEATURES}: "
                f"samples vs the whole test split; floor: n training images vs the test split",
-               fid_data, IMAGES),
+               fid_data, IMAGES, floor=fid_data_floor),
         Metric("fid_ref", "FID (EBM ref.)",
                f"Frechet distance of Gaussian fits of {_FEATURES}: samples vs the stored "
                f"EBM reference samples (long MALA from held-out data); floor: FID between "
                f"the data- and noise-started reference runs",
-               fid_ref, IMAGES),
+               fid_ref, IMAGES, floor=fid_ref_floor),
         Metric("class_tv", "Class TV",
                "total-variation distance between the predicted-class histograms (same "
                "classifier) of the samples and of the test split",
-               class_tv, IMAGES),
+               class_tv, IMAGES, floor=class_tv_floor),
         Metric("class_max_share", "Max class share",
                "largest share of one predicted class among the samples (data: ~1/K)",
-               class_max_share, IMAGES),
+               class_max_share, IMAGES, floor=class_max_share_floor),
     )
 }

@@ -376,3 +376,26 @@ def test_shipped_reference_matches_its_energy_and_reproduces_its_floor(target_na
         info["fid_between_runs"], rel=1e-9)
     assert fid_to_data(from_data, target.dataset) == pytest.approx(
         info["runs"]["from_data"]["fid_to_test_data"], rel=1e-9)
+
+
+def test_floor_rows_of_an_image_energy_come_from_the_metrics_own_floors(tmp_path):
+    # EBM targets have no exact sampler; their floor row is each metric's Metric.floor:
+    # n training images for fid_data / class coverage, the two reference runs for fid_ref.
+    import json
+
+    from benchmark.cells import plan_cells
+    from benchmark.fid.reference import reference_directory
+    from benchmark.matrix import parse_matrix
+    from benchmark.runner import run_cell
+
+    matrix = parse_matrix({
+        "name": "floor-test", "seeds": [0], "n": 60, "device": "cpu", "dtype": "float32",
+        "metrics": ["fid_data", "fid_ref", "class_tv", "class_max_share"],
+        "targets": ["ebm_digits"], "samplers": [{"name": "mala", "budgets": [1]}]})
+    floor_cell = next(cell for cell in plan_cells(matrix) if cell.sampler is None)
+    rows = {row["metric"]: row for row in run_cell(floor_cell, tmp_path).rows}
+    stored = json.loads((reference_directory("ebm_digits") / "reference.json").read_text())
+    assert rows["fid_ref"]["value"] == pytest.approx(stored["fid_between_runs"], rel=1e-6)
+    assert 0 < rows["fid_data"]["value"] < 40  # real images: far below any sampler's FID
+    assert 0 <= rows["class_tv"]["value"] < 0.5 and 0.1 <= rows["class_max_share"]["value"] < 0.5
+    assert all(row["status"] == "ok" and row["reason"] == "" for row in rows.values())

@@ -133,8 +133,7 @@ def cost_table(rows: pd.DataFrame, layout: CostLayout,
     """
     present = [m for m in layout.metrics if m in set(rows["metric"])]
     summary = aggregate(rows[rows["metric"].isin(present)])
-    summary = summary[~summary["sampler"].eq(REFERENCE_LABEL)]
-    if summary.empty:
+    if summary[~summary["sampler"].eq(REFERENCE_LABEL)].empty:
         return pd.DataFrame()
     costs = derived_costs(cell_costs(rows[~rows["sampler"].eq(REFERENCE_LABEL)]),
                           layout.baseline)
@@ -150,6 +149,10 @@ def cost_table(rows: pd.DataFrame, layout: CostLayout,
             key = (target, sampler, budget, metric)
             record[header] = (cell_text(indexed.loc[key], style) if key in indexed.index
                               else "")
+        if sampler == REFERENCE_LABEL:  # the floor row: metrics only, no sampling cost
+            record.update(dict.fromkeys(COST_HEADERS, ""))
+            records.append(record)
+            continue
         cost = costs.loc[(target, sampler, budget)]
         values = (format_count(cost["nfe"]), format_count(cost["per_1000"]),
                   format_ratio(cost["speedup"]), format_count(cost["train_seconds"]),
@@ -174,7 +177,9 @@ def cost_caption(rows: pd.DataFrame, layout: CostLayout) -> str:
     return (f"{layout.title}: mean ± s.e. over {len(seeds)} seed(s) (seeds "
             f"{', '.join(map(str, seeds))}), n = {sizes} samples per cell, device {devices} "
             f"({directions}). Bold: significantly best for its target and metric (paired over "
-            f"seeds, two standard errors); †: below the reference floor. NFE: target "
+            f"seeds, two standard errors); †: below the reference floor; 'reference (floor)': "
+            f"each metric's noise floor at the same n (image metrics: n training images, and "
+            f"for FID (EBM ref.) the FID between the two reference runs). NFE: target "
             f"evaluations per sample while sampling (neural samplers: 0, or 1 with the final "
             f"denoising step '{DENOISE_SUFFIX}'); s / 1k samples: sampling wall-clock per "
             f"1,000 samples; speed-up: sampling time per sample of {base} (its "

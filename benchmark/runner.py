@@ -56,6 +56,7 @@ from benchmark.store import ResultsStore
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
+from targets.precision import tf32
 
 
 @dataclass
@@ -143,7 +144,7 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
                                     generator=make_generator(reference_seed + 1, target.device))
             try:
                 value, seconds = timed(
-                    lambda m=metric, c=context: METRICS[m].fn(samples, target, c), target.device)
+                    lambda m=metric, c=context: METRICS[m](samples, target, c), target.device)
                 value = float(value)
                 if not math.isfinite(value):
                     reason = "metric is non-finite"
@@ -240,7 +241,7 @@ def _training_callback(cell: Cell, target: Target) -> Callable | None:
         # A metric that cannot be computed (e.g. fid_ref before its reference samples are
         # stored) leaves a NaN in the history; the final evaluation records the reason.
         try:
-            return float(METRICS[name].fn(x, target, context))
+            return float(METRICS[name](x, target, context))
         except Exception:
             return math.nan
 
@@ -344,8 +345,9 @@ def _own_floor_rows(cell: Cell, target: Target, generator: torch.Generator) -> l
                "reason": f"not applicable: target '{cell.target.label}' has no reference samples"}
         if floor is not None and metric in supported:
             try:
-                value, seconds = timed(lambda f=floor: float(f(target, cell.n, generator)),
-                                       target.device)
+                with tf32(False):
+                    value, seconds = timed(lambda f=floor: float(f(target, cell.n, generator)),
+                                           target.device)
                 row.update(value=value, reason="", metric_seconds=seconds)
             except Exception as error:  # a missing floor input is a reason, not a crash
                 row["reason"] = f"floor not computed: {type(error).__name__}: {error}"

@@ -31,6 +31,7 @@ from benchmark.metrics.ksd import (
 )
 from benchmark.metrics.modes import mode_recall, mode_weight_error
 from targets.base import Target
+from targets.precision import tf32
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class Metric:
     lower_is_better: bool = True
     flag_below_floor: bool = False
     floor: Callable[[Target, int, torch.Generator], float] | None = None
+
+    def __call__(self, samples: Tensor, target: Target, context: MetricContext) -> float:
+        """``fn`` with TF32 off on CUDA: reported numbers are full float32 (targets.precision)."""
+        with tf32(False):
+            return self.fn(samples, target, context)
 
 
 class MetricRequirementError(ValueError):
@@ -195,7 +201,7 @@ def evaluate_metric(name: str, samples: Tensor, target: Target, context: MetricC
     if context.reference is not None:
         context = MetricContext(context.reference.to(device=target.device, dtype=target.dtype),
                                 context.generator)
-    return float(metric.fn(samples, target, context))
+    return float(metric(samples, target, context))
 
 
 def reference_floor(name: str, target: Target, n: int, generator: torch.Generator,

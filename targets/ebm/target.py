@@ -20,6 +20,7 @@ from torch import Tensor
 
 from targets.base import Target
 from targets.ebm.mdsm import energy_from_checkpoint, load_checkpoint
+from targets.precision import tf32
 
 #: Where the shipped checkpoints live (package data).
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -66,10 +67,17 @@ class EBMTarget(Target):
         # autograd (scores, Hessian-vector products) to the input only.
         self.energy = energy_from_checkpoint(stored).to(device=self.device, dtype=dtype)
         self.energy.requires_grad_(False)
+        self.allow_tf32 = True
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``−E(x)``. ``(n, C·H·W) -> (n,)``."""
-        return -self.energy(x.reshape(x.shape[0], *self.image_shape))
+        """``−E(x)``. ``(n, C·H·W) -> (n,)``.
+
+        On CUDA the energy's convolutions and matmuls may use TF32 (``allow_tf32``, default
+        True): samplers of a stochastic energy tolerate its ~1e-3 relative error and gain
+        several times in speed; metrics switch it off for themselves (targets.precision).
+        """
+        with tf32(self.allow_tf32):
+            return -self.energy(x.reshape(x.shape[0], *self.image_shape))
 
     @property
     def provides(self) -> frozenset[str]:

@@ -315,10 +315,7 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         (directory / f"{metric}.tex").write_bytes(render(rows, metric, "latex").encode())
     from benchmark.tables_summary import write_summaries  # imports this module
 
-    texts.update(write_summaries(rows, directory))  # multi-metric layouts (e.g. Table 2)
-    from benchmark.tables_cost import write_cost_tables  # imports this module
-
-    texts.update(write_cost_tables(rows, directory))  # metrics + cost ledger (Table 3)
+    texts.update(write_summaries(rows, directory))  # summary layouts (Tables 2 and 3)
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
     (directory / "aggregate.csv").write_bytes(csv.encode())

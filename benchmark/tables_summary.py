@@ -1,106 +1,257 @@
-"""Multi-metric summary tables: one row per (target, sampler@budget), metrics side by side.
+"""Summary tables: one row per (target, sampler@budget), metrics side by side, then costs.
 
-The per-metric tables of :mod:`benchmark.tables` put targets in columns; a paper table such as
-Table 2 (BLR datasets × samplers: accuracy, test log-likelihood, KSD with its floor, posterior
-moment errors, NFE, wall-clock) puts *metrics* in columns instead. A layout in
-:data:`SUMMARY_LAYOUTS` names its metrics; :func:`write_summaries` writes
-``<layout>.md``/``.tex`` for each layout whose first metric the store holds, so stores of
-other families are untouched. Cells reuse :func:`benchmark.tables.aggregate` and its marks
-(bold = significantly best for that target and metric, † = below the floor), and the cost
-columns are means over seeds of the stored timings:
+The per-metric tables of :mod:`benchmark.tables` put targets in columns. A paper table puts
+*metrics* in columns and adds the cost ledger (METRICS.md, "Cost and efficiency"): Table 2
+(BLR: accuracy, test log-likelihood, KSD, posterior moment errors, NFE, wall-clock) and Table 3
+(image EBMs: FID in both views, class coverage, NFE, seconds per 1,000 samples, speed-up over
+annealed Langevin at 200 steps, training seconds, break-even number of samples). Each is one
+:class:`SummaryLayout` in :data:`SUMMARY_LAYOUTS` (a new family adds one entry);
+:func:`write_summaries` writes ``<layout>.md``/``.tex`` for every layout whose first metric the
+store holds, so stores of other families are untouched.
 
-* ``NFE``: target evaluations per particle while sampling (0 for a neural generator pass;
-  minibatch evaluations count their share ``m/N``);
-* ``train evals``: target evaluations (rows) during neural training, total;
-* ``sample s`` / ``train s``: sampling and training wall-clock seconds.
+Metric cells reuse :func:`benchmark.tables.aggregate` and its marks (bold = significantly best
+for that target and metric, † = below the floor); the floor row shows metrics only. Cost
+columns (:data:`COST_COLUMNS`) come from the per-cell means over seeds of the stored
+``nfe``, ``train_nfe``, ``sample_seconds``, ``train_seconds`` and ``n``; the derived ones are
+
+* ``s / 1k samples``: ``1000 · sample_seconds / n``;
+* ``speed-up``: ``t_base / t`` with ``t`` the sampling seconds per sample and ``t_base`` the
+  layout's baseline's at the same target, n and device. A row with the denoising suffix
+  ``+dn`` is compared with the baseline's ``+dn`` row (like for like) when the store has it;
+* ``break-even n``: for a sampler with a training cost ``T``, the number of samples ``N`` at
+  which ``T + N t = N t_base``, i.e. ``N = T / (t_base − t)``; ``never`` when ``t >= t_base``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from benchmark.formatting import cell_text, latex_escape, render_latex, render_markdown
+from benchmark.formatting import (
+    TableStyle,
+    cell_text,
+    format_count,
+    format_ratio,
+    latex_escape,
+    render_latex,
+    render_markdown,
+)
+from benchmark.matrix import DENOISE_SUFFIX
 from benchmark.metrics import METRICS
 from benchmark.runner import REFERENCE_LABEL
 from benchmark.tables import aggregate, natural_key, row_key, row_label
 
-#: Layout name -> metrics in column order (the first one decides whether it is written).
-SUMMARY_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "table2_blr": ("accuracy", "test_loglik", "ksd", "mean_error", "std_error"),
+
+@dataclass(frozen=True)
+class CostColumn:
+    """A cost column: header, the caption's sentence for it, and its text from a cost record."""
+
+    header: str
+    meaning: str
+    text: Callable[[pd.Series], str]
+
+
+#: Cost column key -> column. ``record`` is a row of :func:`derived_costs`.
+COST_COLUMNS: dict[str, CostColumn] = {
+    "nfe": CostColumn("NFE", "target evaluations per sample while sampling (neural samplers: "
+                      f"0, or 1 with the final denoising step '{DENOISE_SUFFIX}'; minibatch "
+                      "evaluations count their share m/N)",
+                      lambda record: format_count(record["nfe"])),
+    "train_nfe": CostColumn("train evals", "target evaluations during neural training (rows)",
+                            lambda record: format_count(record["train_nfe"])),
+    "sample_seconds": CostColumn("sample s", "sampling wall-clock seconds for n samples",
+                                 lambda record: format_count(record["sample_seconds"])),
+    "per_1000": CostColumn("s / 1k samples", "sampling wall-clock per 1,000 samples",
+                           lambda record: format_count(record["per_1000"])),
+    "speedup": CostColumn("speed-up", "sampling time per sample of the baseline {base} (its "
+                          f"'{DENOISE_SUFFIX}' row for '{DENOISE_SUFFIX}' rows) over this row's, "
+                          "same target, n and device",
+                          lambda record: format_ratio(record["speedup"])),
+    "train_seconds": CostColumn("train s", "neural training wall-clock seconds",
+                                lambda record: format_count(record["train_seconds"])),
+    "break_even": CostColumn("break-even n", "samples after which training + sampling costs "
+                             "less than {base} ('never' if sampling is not faster)",
+                             lambda record: format_count(record["break_even"])),
 }
-COST_COLUMNS = {"nfe": "NFE", "train_nfe": "train evals", "sample_seconds": "sample s",
-                "train_seconds": "train s"}
 
 
-def _cost_text(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:.3g}"
+@dataclass(frozen=True)
+class SummaryLayout:
+    """One summary table.
+
+    Attributes:
+        title: caption title.
+        metrics: metric columns in order; the first decides whether the table is written.
+        costs: keys of :data:`COST_COLUMNS`, in order.
+        baseline: ``(sampler label, budget)`` of ``speedup`` and ``break_even`` (needed by them).
+        row_header: header of the row-label column.
+        floor_note: what the ``reference (floor)`` row is, for the caption.
+    """
+
+    title: str
+    metrics: tuple[str, ...]
+    costs: tuple[str, ...]
+    baseline: tuple[str, int] | None = None
+    row_header: str = "sampler@budget"
+    floor_note: str = "the metric on n reference draws"
 
 
-def summary_table(rows: pd.DataFrame, metrics: tuple[str, ...],
-                  style: str = "markdown") -> pd.DataFrame:
-    """Rows ``target | sampler@budget`` (floor row last per target), metric and cost columns.
+#: Layout name -> layout (a registry: a new family adds one entry).
+SUMMARY_LAYOUTS: dict[str, SummaryLayout] = {
+    "table2_blr": SummaryLayout(
+        title="Table 2 (Bayesian logistic regression)",
+        metrics=("accuracy", "test_loglik", "ksd", "mean_error", "std_error"),
+        costs=("nfe", "train_nfe", "sample_seconds", "train_seconds")),
+    "table3_ebm": SummaryLayout(
+        title="Table 3 (image EBMs): sampler@steps, FID in both views, class coverage, cost",
+        metrics=("fid_data", "fid_ref", "class_tv", "class_max_share"),
+        costs=("nfe", "per_1000", "speedup", "train_seconds", "break_even"),
+        baseline=("annealed_langevin", 200), row_header="sampler@steps",
+        floor_note="each metric's noise floor at the same n (image metrics: n training "
+                   "images, and for FID (EBM ref.) the FID between the two reference runs)"),
+}
+
+
+def cell_costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of the cost columns per (target, sampler, budget).
+
+    Returns:
+        Indexed by ``(target, sampler, budget)``: ``nfe``, ``train_nfe``, ``sample_seconds``,
+        ``train_seconds``, ``n``, ``device`` (the first seen) and ``per_sample`` (seconds).
+    """
+    cells = rows.drop_duplicates("cell_id").copy()
+    for column in ("nfe", "train_nfe", "sample_seconds", "train_seconds", "n"):
+        cells[column] = pd.to_numeric(cells[column], errors="coerce").astype(float)
+    cells["budget"] = cells["budget"].astype(int)
+    costs = cells.groupby(["target", "sampler", "budget"]).agg(
+        nfe=("nfe", "mean"), train_nfe=("train_nfe", "mean"),
+        sample_seconds=("sample_seconds", "mean"), train_seconds=("train_seconds", "mean"),
+        n=("n", "max"), device=("device", "first"))
+    costs["per_sample"] = costs["sample_seconds"] / costs["n"]
+    return costs
+
+
+def baseline_label(sampler: str, baseline: str) -> str:
+    """The baseline's label for ``sampler``: with the ``+dn`` suffix iff ``sampler`` has it."""
+    return baseline + DENOISE_SUFFIX if sampler.endswith(DENOISE_SUFFIX) else baseline
+
+
+def derived_costs(costs: pd.DataFrame, baseline: tuple[str, int] | None) -> pd.DataFrame:
+    """``costs`` plus ``per_1000``, ``speedup`` and ``break_even`` (see the module docstring).
+
+    The baseline must share the row's target, n and device; otherwise both ratios are NaN
+    (as they are without a baseline).
+    """
+    out = costs.copy()
+    out["per_1000"] = 1000.0 * out["per_sample"]
+    speedups, break_evens = [], []
+    for (target, sampler, _), record in out.iterrows():
+        base = None
+        if baseline is not None:
+            key = (target, baseline_label(sampler, baseline[0]), baseline[1])
+            if key not in out.index and sampler.endswith(DENOISE_SUFFIX):
+                key = (target, baseline[0], baseline[1])  # no denoised baseline stored
+            base = out.loc[key] if key in out.index else None
+        if (base is None or base["n"] != record["n"] or base["device"] != record["device"]
+                or not record["per_sample"] > 0):
+            speedups.append(math.nan)
+            break_evens.append(math.nan)
+            continue
+        speedups.append(float(base["per_sample"] / record["per_sample"]))
+        train = float(record["train_seconds"])
+        if not math.isfinite(train):
+            break_evens.append(math.nan)  # nothing to amortise
+        elif base["per_sample"] > record["per_sample"]:
+            break_evens.append(train / float(base["per_sample"] - record["per_sample"]))
+        else:
+            break_evens.append(math.inf)
+    out["speedup"] = speedups
+    out["break_even"] = break_evens
+    return out
+
+
+def summary_table(rows: pd.DataFrame, layout: SummaryLayout,
+                  style: TableStyle = "markdown") -> pd.DataFrame:
+    """Rows ``target | sampler@budget`` (floor row last per target), metric then cost columns.
 
     Args:
         rows: result rows of a store.
-        metrics: metric columns, in order (those absent from ``rows`` are left out).
+        layout: which metrics, costs and baseline.
         style: ``markdown`` or ``latex`` cell text.
     """
-    present = [m for m in metrics if m in set(rows["metric"])]
+    present = [m for m in layout.metrics if m in set(rows["metric"])]
     summary = aggregate(rows[rows["metric"].isin(present)])
-    costs = rows.drop_duplicates("cell_id").copy()
-    for column in COST_COLUMNS:
-        costs[column] = pd.to_numeric(costs[column], errors="coerce").astype(float)
-    costs = costs.groupby(["target", "sampler", "budget"])[list(COST_COLUMNS)].mean()
+    if summary[~summary["sampler"].eq(REFERENCE_LABEL)].empty:
+        return pd.DataFrame()
+    costs = derived_costs(cell_costs(rows[~rows["sampler"].eq(REFERENCE_LABEL)]),
+                          layout.baseline)
     keys = sorted({(t, s, int(b)) for t, s, b in
                    zip(summary["target"], summary["sampler"], summary["budget"], strict=True)},
                   key=lambda key: (natural_key(key[0]), row_key(key[1], key[2])))
+    indexed = summary.set_index(["target", "sampler", "budget", "metric"])
+    headers = [COST_COLUMNS[name].header for name in layout.costs]
     records = []
     for target, sampler, budget in keys:
-        record = {"target": target, "sampler@budget": row_label(sampler, budget)}
+        record = {"target": target, layout.row_header: row_label(sampler, budget)}
         for metric in present:
-            match = summary[summary["target"].eq(target) & summary["sampler"].eq(sampler)
-                            & summary["budget"].eq(budget) & summary["metric"].eq(metric)]
-            record[METRICS[metric].pretty_name if metric in METRICS else metric] = (
-                cell_text(match.iloc[0], style) if len(match) else "")
-        cost = (costs.loc[(target, sampler, budget)] if (target, sampler, budget) in costs.index
-                else pd.Series(np.nan, index=list(COST_COLUMNS)))
-        for column, header in COST_COLUMNS.items():
-            record[header] = "" if sampler == REFERENCE_LABEL else _cost_text(float(cost[column]))
+            header = METRICS[metric].pretty_name if metric in METRICS else metric
+            key = (target, sampler, budget, metric)
+            record[header] = (cell_text(indexed.loc[key], style) if key in indexed.index
+                              else "")
+        if sampler == REFERENCE_LABEL:  # the floor row: metrics only, no sampling cost
+            record.update(dict.fromkeys(headers, ""))
+        else:
+            cost = costs.loc[(target, sampler, budget)]
+            for name, header in zip(layout.costs, headers, strict=True):
+                text = COST_COLUMNS[name].text(cost)
+                record[header] = latex_escape(text) if style == "latex" else text
         records.append(record)
-    return pd.DataFrame(records).set_index(["target", "sampler@budget"]) if records else (
-        pd.DataFrame())
+    return pd.DataFrame(records).set_index(["target", layout.row_header])
 
 
-def summary_caption(rows: pd.DataFrame, name: str, metrics: tuple[str, ...]) -> str:
-    seeds = sorted(rows["seed"].unique())
-    sizes = ", ".join(str(n) for n in sorted(rows["n"].astype(int).unique()))
+def summary_caption(rows: pd.DataFrame, layout: SummaryLayout) -> str:
+    """Plain-text caption: seeds, n, devices, directions, the floor and every cost column."""
+    sampled = rows[~rows["sampler"].eq(REFERENCE_LABEL)]
+    seeds = sorted(sampled["seed"].unique())
+    sizes = ", ".join(str(n) for n in sorted(sampled["n"].astype(int).unique()))
+    devices = ", ".join(sorted({str(d) for d in sampled["device"].dropna()}))
     directions = "; ".join(
         f"{METRICS[m].pretty_name} {'lower' if METRICS[m].lower_is_better else 'higher'} is "
-        f"better" for m in metrics if m in METRICS and m in set(rows["metric"]))
-    return (f"{name}: mean ± s.e. over {len(seeds)} seed(s), n = {sizes} samples per cell "
+        f"better" for m in layout.metrics if m in METRICS and m in set(rows["metric"]))
+    base = f"{layout.baseline[0]}@{layout.baseline[1]}" if layout.baseline else ""
+    costs = "; ".join(f"{COST_COLUMNS[name].header}: "
+                      f"{COST_COLUMNS[name].meaning.format(base=base)}"
+                      for name in layout.costs)
+    return (f"{layout.title}: mean ± s.e. over {len(seeds)} seed(s) (seeds "
+            f"{', '.join(map(str, seeds))}), n = {sizes} samples per cell, device {devices} "
             f"({directions}). Bold: significantly best for its target and metric (paired over "
             f"seeds, two standard errors); †: below the reference floor; 'reference (floor)': "
-            f"the metric on n reference draws. NFE: target evaluations per particle while "
-            f"sampling (minibatch evaluations count m/N); train evals: target evaluations "
-            f"during training (rows); sample s / train s: wall-clock seconds, mean over seeds.")
+            f"{layout.floor_note}. Costs are means over seeds. {costs}.")
 
 
 def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
     """Write ``<layout>.md``/``.tex`` for each applicable layout; returns the Markdown texts."""
     texts = {}
     stored = set(rows["metric"])
-    for name, metrics in SUMMARY_LAYOUTS.items():
-        if metrics[0] not in stored:
+    for name, layout in SUMMARY_LAYOUTS.items():
+        if layout.metrics[0] not in stored:
             continue
-        caption = summary_caption(rows, name, metrics)
-        table = summary_table(rows, metrics, "markdown")
+        table = summary_table(rows, layout, "markdown")
+        if table.empty:
+            continue
+        caption = summary_caption(rows, layout)
         texts[name] = f"{caption}\n\n{render_markdown(table.reset_index().set_index('target'))}\n"
         (directory / f"{name}.md").write_bytes(texts[name].encode())
-        latex = summary_table(rows, metrics, "latex").reset_index()
+        latex = summary_table(rows, layout, "latex").reset_index()
         (directory / f"{name}.tex").write_bytes(
             render_latex(latex.set_index("target"), latex_escape(caption),
                          f"tab:{name}").encode())
     return texts
+
+
+__all__ = ["COST_COLUMNS", "SUMMARY_LAYOUTS", "CostColumn", "SummaryLayout", "cell_costs",
+           "derived_costs", "summary_caption", "summary_table", "write_summaries"]

@@ -19,7 +19,7 @@ from benchmark.cells import plan_cells, resolved_params
 from benchmark.matrix import MatrixError, parse_matrix
 from benchmark.plots_ebm import mosaic
 from benchmark.runner import run_cell
-from benchmark.tables_cost import COST_LAYOUTS, cost_table, derived_costs
+from benchmark.tables_summary import SUMMARY_LAYOUTS, derived_costs, summary_table
 from samplers import SAMPLERS
 from samplers.annealed import AnnealedLangevin, segment_lengths, temperature_schedule
 from samplers.neural.networks import ConvGenerator, ConvScoreNet
@@ -211,7 +211,8 @@ def _rows(entries) -> pd.DataFrame:
     return pd.DataFrame([{"cell_id": f"{s}{b}{seed}", "target": "digits", "sampler": s,
                           "budget": b, "seed": seed, "metric": "fid_data", "value": v,
                           "status": "ok", "reason": "", "n": 100, "nfe": nfe,
-                          "sample_seconds": t, "train_seconds": train, "device": "cpu",
+                          "sample_seconds": t, "train_seconds": train, "train_nfe": math.nan,
+                          "device": "cpu",
                           "matrix": "m"}
                          for s, b, seed, v, t, train, nfe in entries])
 
@@ -237,7 +238,7 @@ def test_table3_costs_speedup_and_break_even():
     # no denoised baseline stored: +dn rows fall back to the plain baseline
     assert costs.loc[("digits", "dft_ns_full+dn", 1)]["speedup"] == pytest.approx(100.0)
     assert math.isnan(costs.loc[("digits", "annealed_langevin", 200)]["break_even"])
-    table = cost_table(rows, COST_LAYOUTS["table3_ebm"])
+    table = summary_table(rows, SUMMARY_LAYOUTS["table3_ebm"])
     row = table.loc[("digits", "dft_ns_full@1")]
     assert row["speed-up"] == "×1e+03" and row["NFE"] == "0" and row["train s"] == "100"
     assert row["FID (data)"] == "40.5 ± 0.5"

@@ -16,6 +16,8 @@ runs, stored in the reference's ``reference.json``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -50,11 +52,17 @@ def class_max_share(samples: Tensor, target: Target, context: MetricContext) -> 
     return class_coverage(samples, target.dataset)[1]
 
 
-def _training_images(target: Target, n: int, generator: torch.Generator) -> Tensor:
-    """``n`` training images drawn without replacement, flattened: independent real data."""
+@functools.lru_cache(maxsize=4)
+def _training_split(dataset: str) -> Tensor:
+    """The training images of ``dataset`` ``(N, C, H, W)``, loaded (and checksummed) once."""
     from targets.datasets import load_dataset
 
-    images = load_dataset(target.dataset).x_train
+    return load_dataset(dataset).x_train
+
+
+def _training_images(target: Target, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` training images drawn without replacement, flattened: independent real data."""
+    images = _training_split(target.dataset)
     index = torch.randperm(len(images), generator=torch.Generator().manual_seed(
         int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))))[:n]
     return images[index].reshape(len(index), -1).to(device=target.device, dtype=target.dtype)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_targets import finite_difference_score  # the suite's one finite-difference score
 
 from benchmark.metrics import METRICS, MetricContext, supported_metrics
 from benchmark.metrics.blr import standardised_moment_errors
@@ -45,15 +46,6 @@ def _theta(target: BayesianLogisticRegression, n: int, seed: int) -> torch.Tenso
     return torch.cat([w, target.randn(n, 1, generator=generator)], dim=1)
 
 
-def _finite_differences(target, x: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
-    columns = []
-    for j in range(target.dim):
-        shift = torch.zeros_like(x)
-        shift[:, j] = step
-        columns.append((target.log_prob(x + shift) - target.log_prob(x - shift)) / (2 * step))
-    return torch.stack(columns, dim=1)
-
-
 @pytest.mark.parametrize("dataset", ["breast_cancer", "synthetic"])
 def test_score_matches_finite_differences(dataset):
     options = {"num_data": 300, "num_features": 6, "data_seed": 1} if dataset == "synthetic" else {}
@@ -61,8 +53,8 @@ def test_score_matches_finite_differences(dataset):
     x = _theta(target, 6, seed=0)
     # Central differences in float64: truncation ~ step^2 |f'''| ~ 1e-10, rounding
     # ~ 1e-16 |log p| / step ~ 1e-7 for |log p| ~ 1e3.
-    torch.testing.assert_close(target.score(x), _finite_differences(target, x), rtol=1e-6,
-                               atol=1e-5)
+    expected = finite_difference_score(target, x, step=1e-6)
+    torch.testing.assert_close(target.score(x), expected, rtol=1e-6, atol=1e-5)
 
 
 def test_log_posterior_matches_the_formula(breast_cancer):

@@ -19,7 +19,7 @@ def _points(target, n: int = 16, seed: int = 0, scale: float = 1.5) -> torch.Ten
     return scale * target.randn(n, target.dim, generator=make_generator(seed))
 
 
-def _finite_difference_score(target, x: torch.Tensor, step: float = 1e-5) -> torch.Tensor:
+def finite_difference_score(target, x: torch.Tensor, step: float = 1e-5) -> torch.Tensor:
     """Central differences of log_prob, one coordinate at a time (loop over d, not samples)."""
     columns = []
     for j in range(target.dim):
@@ -67,7 +67,7 @@ def test_sample_shape_dtype_and_determinism(name):
 def test_score_matches_central_finite_differences(name):
     target = make_target(name, dtype=torch.float64)
     x = _points(target, seed=1)
-    expected = _finite_difference_score(target, x)
+    expected = finite_difference_score(target, x)
     # FD error: truncation ~ step²·|f'''|/6 ~ 1e-10, rounding ~ 1e-16·|f|/step ~ 1e-9 here.
     torch.testing.assert_close(target.score(x), expected, rtol=1e-6, atol=1e-6)
 

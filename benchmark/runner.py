@@ -56,7 +56,7 @@ from benchmark.store import ResultsStore
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
-from targets.precision import tf32
+from targets.precision import exact_float32
 
 
 @dataclass
@@ -345,7 +345,7 @@ def _own_floor_rows(cell: Cell, target: Target, generator: torch.Generator) -> l
                "reason": f"not applicable: target '{cell.target.label}' has no reference samples"}
         if floor is not None and metric in supported:
             try:
-                with tf32(False):
+                with exact_float32():
                     value, seconds = timed(lambda f=floor: float(f(target, cell.n, generator)),
                                            target.device)
                 row.update(value=value, reason="", metric_seconds=seconds)

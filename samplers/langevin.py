@@ -22,6 +22,7 @@ from torch import Tensor
 
 from samplers.base import ChainState, IterativeSampler
 from targets.base import Target
+from targets.precision import exact_float32
 
 
 def langevin_proposal(x: Tensor, score: Tensor, step_size: Tensor | float,
@@ -186,7 +187,8 @@ class MALA(IterativeSampler):
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> MALAState:
         """State at ``x`` ``(n, dim)``; one fused ``log_prob_and_score`` evaluation."""
-        log_prob, score = target.log_prob_and_score(x)
+        with exact_float32():  # the accept test needs exact log-density differences
+            log_prob, score = target.log_prob_and_score(x)
         log_step_size = torch.as_tensor(math.log(self.params.step_size), device=x.device,
                                         dtype=x.dtype)
         return MALAState(x=x, log_prob=log_prob, score=score, step_index=0,
@@ -234,7 +236,10 @@ class MALA(IterativeSampler):
         """
         x, step_size = state.x, state.log_step_size.exp()
         x_new = langevin_proposal(x, state.score, step_size, generator)
-        log_prob_new, score_new = target.log_prob_and_score(x_new)
+        # Full float32 even on targets that allow TF32: its ~1e-3 relative error in log p does
+        # not shrink with the step and would drive the adapted step to zero (targets.precision).
+        with exact_float32():
+            log_prob_new, score_new = target.log_prob_and_score(x_new)
 
         log_accept = (log_prob_new - state.log_prob
                       + self._log_proposal_ratio(x, x_new, state.score, score_new, step_size))

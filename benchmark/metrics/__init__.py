@@ -31,7 +31,7 @@ from benchmark.metrics.ksd import (
 )
 from benchmark.metrics.modes import mode_recall, mode_weight_error
 from targets.base import Target
-from targets.precision import tf32
+from targets.precision import exact_float32
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class Metric:
     floor: Callable[[Target, int, torch.Generator], float] | None = None
 
     def __call__(self, samples: Tensor, target: Target, context: MetricContext) -> float:
-        """``fn`` with TF32 off on CUDA: reported numbers are full float32 (targets.precision)."""
-        with tf32(False):
+        """``fn`` in full float32 on CUDA, also where a target allows TF32 (targets.precision)."""
+        with exact_float32():
             return self.fn(samples, target, context)
 
 

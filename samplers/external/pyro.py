@@ -31,6 +31,7 @@ from torch import Tensor
 from samplers.base import ChainState, IterativeSampler
 from samplers.external import PYRO_INSTALL_HINT
 from targets.base import Target
+from targets.precision import exact_float32
 
 #: Name of the sample site carrying the positions, in Pyro's models and parameter dicts.
 SITE = "x"
@@ -347,7 +348,8 @@ class PyroNUTS(IterativeSampler):
         import_pyro()
         state.slot.target = target
         rows_before = state.slot.num_rows
-        with global_rng_from(generator):
+        # Full float32: NUTS's accept test needs exact energy differences (targets.precision).
+        with global_rng_from(generator), exact_float32():
             if state.step_index == 0:
                 for kernel in state.kernels:
                     kernel.setup(state.num_warmup)

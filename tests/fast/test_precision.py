@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from benchmark.metrics import METRICS, MetricContext
+from samplers import SAMPLERS
 from targets import make_target
 from targets.base import make_generator
-from targets.precision import tf32
+from targets.precision import exact_float32, tf32
 
 
 def _flags() -> tuple[bool, bool]:
@@ -47,3 +48,33 @@ def test_metrics_run_without_tf32_and_energies_with_it(monkeypatch):
                                      fn=lambda s, t, c: observed.setdefault("f", _flags()))
         metric(torch.zeros(4, 2), make_target("gaussian"), MetricContext(None, make_generator(0)))
         assert observed["f"] == (False, False)
+
+
+def test_exact_float32_overrides_a_nested_tf32_allowance():
+    before = _flags()
+    with exact_float32():
+        assert _flags() == (False, False)
+        with tf32(True):  # what an EBM target's log_prob does
+            assert _flags() == (False, False)
+        assert _flags() == (False, False)
+    with tf32(True):
+        assert _flags() == (True, True)  # outside the block, the allowance works again
+    assert _flags() == before
+
+
+def test_mala_evaluates_an_energy_target_in_full_float32(monkeypatch):
+    seen = []
+    target = make_target("ebm_digits")
+    energy_forward = target.energy.forward
+
+    def spy_forward(x):
+        seen.append(_flags())
+        return energy_forward(x)
+
+    monkeypatch.setattr(target.energy, "forward", spy_forward)
+    sampler = SAMPLERS["mala"]()
+    generator = make_generator(0)
+    with tf32(True):
+        state = sampler.init(target, target.initial_positions(4, generator), num_steps=2)
+        sampler.step(target, state, generator)
+    assert seen and all(flags == (False, False) for flags in seen)

@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.matrix import DENOISE_SUFFIX, DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
+from benchmark.matrix import (
+    DENOISE_SUFFIX,
+    DTYPES,
+    Matrix,
+    MatrixError,
+    SamplerSpec,
+    TargetSpec,
+    resolve,
+)
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target
 
@@ -217,6 +225,24 @@ def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
             reasons[spec.label] = reason
     kept = tuple(spec for spec in matrix.targets if spec.label not in reasons)
     return dataclasses.replace(matrix, targets=kept), reasons
+
+
+def select_targets(matrix: Matrix, labels: Sequence[str]) -> Matrix:
+    """The matrix with only the targets labelled ``labels`` (``run --target``).
+
+    The cells kept are exactly the full matrix's cells of those targets, with the same cell
+    ids, so a restricted run fills the same store as the full one.
+
+    Raises:
+        MatrixError: a label is not a target of the matrix (the message lists the valid ones).
+    """
+    known = [spec.label for spec in matrix.targets]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise MatrixError(f"--target: matrix '{matrix.name}' has no target '{unknown[0]}'; "
+                          f"valid choices: {', '.join(known)}")
+    return dataclasses.replace(
+        matrix, targets=tuple(spec for spec in matrix.targets if spec.label in labels))
 
 
 def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:

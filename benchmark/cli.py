@@ -67,8 +67,10 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device)
     matrix = load_matrix(args.matrix, device=args.device)
-    from benchmark.cells import drop_unavailable_targets
+    from benchmark.cells import drop_unavailable_targets, select_targets
 
+    if args.target:
+        matrix = select_targets(matrix, args.target)
     matrix, unavailable = drop_unavailable_targets(matrix)
     for label, reason in unavailable.items():
         print(f"skipped target '{label}': {reason}", flush=True)
@@ -289,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action="store_true", help="progress bars inside training")
     run.add_argument("--no-figures", action="store_true",
                      help="print and write the tables only (figures: the plot command)")
+    run.add_argument("--target", action="append", metavar="LABEL",
+                     help="run only this target of the matrix (repeatable; same cell ids as "
+                          "the full matrix, so it fills the same store)")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="run only shard INDEX of COUNT disjoint shards (parallel processes "
                           "on one store; tables are printed by each, complete after the last)")

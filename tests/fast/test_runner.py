@@ -195,3 +195,20 @@ def test_shards_partition_the_cells_and_keep_a_trained_sampler_together():
 def test_bad_shard_is_a_usage_error(capsys):
     assert main(["run", "default", "--shard", "3/2", "--dry-run"]) == 2
     assert "--shard: expected INDEX/COUNT" in capsys.readouterr().err
+
+
+def test_target_selection_keeps_the_full_matrix_cell_ids():
+    from benchmark.cells import select_targets
+    from benchmark.matrix import load_matrix
+
+    matrix = load_matrix("paper-ebm")  # has an entry restricted to one target, kept or dropped
+    full = plan_cells(matrix)
+    chosen = plan_cells(select_targets(matrix, ["mnist5k"]))
+    assert chosen and {c.target.label for c in chosen} == {"mnist5k"}
+    assert [c.cell_id for c in chosen] == [c.cell_id for c in full if c.target.label == "mnist5k"]
+
+
+def test_unknown_target_selection_is_a_one_line_usage_error(capsys):
+    assert main(["run", "default", "--target", "nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no target 'nope'" in err and "valid choices:" in err

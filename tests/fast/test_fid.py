@@ -372,10 +372,13 @@ def test_shipped_reference_matches_its_energy_and_reproduces_its_floor(target_na
     assert from_data.shape == from_noise.shape == (info["n"], target.dim)
     assert (reference_module.REFERENCE_DIR / target_name / "samples.pt").stat().st_size < 2.5e6
     assert "ebm-reference" in info["command"] and info["num_steps"] >= 1
+    # Recomputed here on the CPU. A reference made on a GPU was evaluated there, and the
+    # feature network's float32 convolutions (cuDNN vs CPU) round differently: ~1e-4 relative.
+    rel = 1e-3 if "--device cuda" in info["command"] else 1e-9
     assert fid_between(from_data, from_noise, target.dataset) == pytest.approx(
-        info["fid_between_runs"], rel=1e-9)
+        info["fid_between_runs"], rel=rel)
     assert fid_to_data(from_data, target.dataset) == pytest.approx(
-        info["runs"]["from_data"]["fid_to_test_data"], rel=1e-9)
+        info["runs"]["from_data"]["fid_to_test_data"], rel=rel)
 
 
 def test_floor_rows_of_an_image_energy_come_from_the_metrics_own_floors(tmp_path):

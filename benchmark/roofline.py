@@ -20,6 +20,14 @@ Rooflines, measured in the same process on the same device and dtype:
 
 Reported: seconds, pairs/s achieved, pairs/s of the roofline, and their ratio (roofline time
 / achieved time: 1 means at the roofline, 0.5 means twice as slow).
+
+The elementwise roofline charges a pair one add; the IMQ Stein kernel costs
+:func:`imq_flops_per_pair` (26 at d = 2, including one division and one square root), so at
+small ``d`` a pass can be compute-bound far above that roofline. The KSD rows therefore also
+give a compute roofline: achieved GFLOP/s (pairs x flops per pair / seconds) against the
+float32 GFLOP/s of a large matrix product measured in the same process (the machine's
+practical multiply-add peak; division and square root are counted as one flop each, which
+flatters the peak, so the fraction is a lower bound).
 """
 
 from __future__ import annotations
@@ -76,6 +84,21 @@ def matmul_roofline(shapes: list[tuple[int, int, int]], device: torch.device) ->
     return best_seconds(lambda: [left @ right for left, right in operands], device)
 
 
+def imq_flops_per_pair(dim: int) -> int:
+    """Floating-point operations of one IMQ Stein-kernel pair in the fused form
+    (:func:`benchmark.metrics.ksd_fused._imq_block_sum`): per coordinate two differences, a
+    product and three accumulations (8, less 3 for the first coordinate, which starts the
+    sums); then ``1 / (t + c^2)`` (2), a square root (1), the bracket (9) and the row sum (1).
+    """
+    return 8 * dim + 10
+
+
+def matmul_gflops(device: torch.device, size: int = 2048) -> float:
+    """Float32 GFLOP/s of one ``(size, size) @ (size, size)`` product (best of 5)."""
+    left, right = torch.rand(size, size, device=device), torch.rand(size, size, device=device)
+    return 2.0 * size**3 / best_seconds(lambda: left @ right, device) / 1e9
+
+
 def measure(n: int, dim: int, device: torch.device, fused: bool = False) -> list[dict]:
     """KSD (IMQ, V-statistic) and one SVGD direction at ``n`` points in ``dim`` dimensions;
     with ``fused``, also the compiled fused KSD (``dim <= 8``; compilation not timed)."""
@@ -108,7 +131,12 @@ def measure(n: int, dim: int, device: torch.device, fused: bool = False) -> list
             "matmul"
     rows.append(dict(pass_="svgd_direction", n=n, dim=dim, pairs=svgd_pairs,
                      seconds=svgd_seconds, roofline=kind, roofline_seconds=svgd_roof))
+    peak = matmul_gflops(device) if dim <= SMALL_DIM else float("nan")
     for row in rows:
+        if row["pass_"].startswith("ksd") and dim <= SMALL_DIM:
+            row["gflops"] = row["pairs"] * imq_flops_per_pair(dim) / row["seconds"] / 1e9
+            row["matmul_gflops"] = peak
+            row["fraction_of_compute_peak"] = row["gflops"] / peak
         row["pairs_per_s"] = row["pairs"] / row["seconds"]
         row["roofline_pairs_per_s"] = row["pairs"] / row["roofline_seconds"]
         row["fraction_of_roofline"] = row["roofline_seconds"] / row["seconds"]

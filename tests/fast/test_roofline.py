@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from benchmark.roofline import SMALL_DIM, measure
+from benchmark.roofline import SMALL_DIM, imq_flops_per_pair, measure
 
 
 def test_roofline_rows_follow_the_cost_model():
@@ -20,3 +20,15 @@ def test_roofline_rows_follow_the_cost_model():
         for key in ("seconds", "roofline_seconds", "pairs_per_s", "roofline_pairs_per_s"):
             assert math.isfinite(row[key]) and row[key] > 0
         assert row["fraction_of_roofline"] == row["roofline_seconds"] / row["seconds"]
+        compute = "gflops" in row
+        assert compute == (row["pass_"] == "ksd_imq" and row["dim"] <= SMALL_DIM)
+        if compute:  # the compute roofline of the small-d KSD pass
+            flops = row["pairs"] * imq_flops_per_pair(row["dim"])
+            assert math.isclose(row["gflops"], flops / row["seconds"] / 1e9)
+            assert math.isclose(row["fraction_of_compute_peak"],
+                                row["gflops"] / row["matmul_gflops"])
+
+
+def test_imq_flop_count_grows_by_eight_per_coordinate():
+    # two differences, one product and three accumulations per coordinate (module docstring)
+    assert [imq_flops_per_pair(d) for d in (1, 2, 3)] == [18, 26, 34]

@@ -208,6 +208,12 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
     return cells
 
 
+def plan_records(matrix: Matrix) -> list[dict]:
+    """The planned cells of ``matrix`` as rows for ``ResultsStore.write_plan``."""
+    return [{"cell_id": c.cell_id, "target": c.target.label, "sampler": c.sampler_label,
+             "budget": c.budget, "seed": c.seed} for c in plan_cells(matrix)]
+
+
 def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
     """The matrix without targets whose data is missing here, and why each was dropped.
 

@@ -48,7 +48,8 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     from benchmark.store import ResultsStore
     from benchmark.tables import write_tables
 
-    rows = ResultsStore(store_dir).load()
+    store = ResultsStore(store_dir)
+    rows = store.load()
     if rows.empty:
         raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
     stored = sorted(rows["metric"].unique())
@@ -56,7 +57,7 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     if unknown:
         raise UsageError(f"no rows for metric(s) {', '.join(unknown)} in '{store_dir}'; "
                          f"stored metrics: {', '.join(stored)}")
-    for text in write_tables(rows, store_dir / "tables", metrics).values():
+    for text in write_tables(rows, store_dir / "tables", metrics, store.load_plan()).values():
         print(f"\n{text}")
 
 
@@ -67,8 +68,9 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device)
     matrix = load_matrix(args.matrix, device=args.device)
-    from benchmark.cells import drop_unavailable_targets, select_targets
+    from benchmark.cells import drop_unavailable_targets, plan_records, select_targets
 
+    planned = plan_records(matrix)  # the whole matrix, whatever --target and --shard pick
     if args.target:
         matrix = select_targets(matrix, args.target)
     matrix, unavailable = drop_unavailable_targets(matrix)
@@ -94,6 +96,7 @@ def _command_run(args: argparse.Namespace) -> int:
         print(f"estimate: {seconds:.1f} s from {sources} stored cells; {without} cells without "
               f"timing")
         return 0
+    store.write_plan(matrix.name, planned)
     save_samples = True if args.save_samples else None  # None: the matrix's save_samples
     start = time.perf_counter()
     failed = 0

@@ -4,6 +4,8 @@ Layout under the store's root directory::
 
     cells/<cell_id>.csv      one row per (cell, metric); the file exists iff the cell finished
     history/<train_key>.csv  training history of one trained neural sampler
+    plan/<matrix>.csv        every cell the matrix plans (written by ``run``), so tables can
+                             say which planned cells a partial store lacks
 
 Why one file per cell: a file is written to a temporary name, flushed to disk and renamed into
 place (``os.replace`` is atomic on POSIX), so killing the run at any moment loses at most the
@@ -56,6 +58,15 @@ COLUMNS: tuple[str, ...] = (
     "timestamp",        # ISO 8601 UTC, when the cell finished
 )
 
+#: Columns read back as text whatever they look like (ids, hashes, labels, versions).
+TEXT_COLUMNS: frozenset[str] = frozenset({
+    "matrix", "cell_id", "train_key", "target", "target_name", "target_params", "sampler",
+    "sampler_name", "params", "status", "metric", "reason", "device", "worker", "torch_version",
+    "package_version", "git_commit", "timestamp"})
+
+#: One planned cell of a matrix (``plan/<matrix>.csv``).
+PLAN_COLUMNS: tuple[str, ...] = ("matrix", "cell_id", "target", "sampler", "budget", "seed")
+
 HISTORY_COLUMNS: tuple[str, ...] = ("train_key", "target", "sampler", "params", "seed",
                                     "iteration", "metric", "value")
 
@@ -96,6 +107,7 @@ class ResultsStore:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.history_dir = self.root / "history"
+        self.plan_dir = self.root / "plan"
 
     def has_cell(self, cell_id: str) -> bool:
         return (self.cells_dir / f"{cell_id}.csv").exists()
@@ -120,6 +132,18 @@ class ResultsStore:
         order = ["target", "sampler", "budget", "seed", "metric"]
         return self._load(self.cells_dir, COLUMNS, order)
 
+    def write_plan(self, matrix: str, cells: Iterable[Mapping]) -> None:
+        """Record the cells ``matrix`` plans (rows with :data:`PLAN_COLUMNS`), replacing its
+        previous plan."""
+        frame = pd.DataFrame([{**cell, "matrix": matrix} for cell in cells],
+                             columns=list(PLAN_COLUMNS))
+        _atomic_write_csv(self.plan_dir / f"{matrix}.csv", frame)
+
+    def load_plan(self) -> pd.DataFrame:
+        """Every planned cell of every matrix run into this store (empty if none recorded)."""
+        return self._load(self.plan_dir, PLAN_COLUMNS, ["target", "sampler", "budget", "seed",
+                                                        "cell_id"])
+
     def load_history(self) -> pd.DataFrame:
         return self._load(self.history_dir, HISTORY_COLUMNS, ["train_key", "metric", "iteration"])
 
@@ -128,6 +152,9 @@ class ResultsStore:
         files = sorted(directory.glob("*.csv")) if directory.exists() else []
         if not files:
             return pd.DataFrame(columns=list(columns))
-        frame = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=["nan"])
+        # Identifiers are text: a hex cell id such as "2e54942334901554" would otherwise be
+        # parsed as a float (inf), and an all-digit one as an integer.
+        text = {column: str for column in columns if column in TEXT_COLUMNS}
+        frame = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=["nan"], dtype=text)
                            for f in files], ignore_index=True)
         return frame.sort_values(order, kind="mergesort").reset_index(drop=True)

@@ -290,9 +290,33 @@ def render(rows: pd.DataFrame, metric: str, style: TableStyle = "markdown") -> s
     return render_latex(table, latex_escape(text), label)
 
 
+MISSING_FILE = "missing.md"
+
+
+def render_missing(rows: pd.DataFrame, plan: pd.DataFrame) -> str | None:
+    """Markdown list of the planned cells (``ResultsStore.load_plan()``) with no stored row,
+    one line per target and sampler@budget with its seeds; None when nothing is missing."""
+    missing = plan[~plan["cell_id"].isin(set(rows["cell_id"]))]
+    if missing.empty:
+        return None
+    groups = missing.groupby(["matrix", "target", "sampler", "budget"], sort=False)["seed"]
+    table = pd.DataFrame(
+        [{"matrix": matrix, "target": target, "sampler@budget": row_label(sampler, int(budget)),
+          "seeds": ", ".join(str(seed) for seed in sorted(seeds)),
+          "_key": (matrix, natural_key(str(target)), row_key(sampler, int(budget)))}
+         for (matrix, target, sampler, budget), seeds in groups])
+    table = table.sort_values("_key", kind="mergesort").drop(columns="_key").set_index("target")
+    text = (f"Not run yet: {len(missing)} of {len(plan)} planned cells "
+            f"({', '.join(sorted(plan['matrix'].unique()))}) have no rows in this store; the "
+            f"tables leave them out. Rerunning the matrix's `run` command runs exactly these.")
+    return f"{text}\n\n{render_markdown(table)}\n"
+
+
 def write_tables(rows: pd.DataFrame, directory: str | Path,
-                 metrics: Sequence[str] | None = None) -> dict[str, str]:
-    """Write ``<metric>.md`` and ``<metric>.tex`` per metric and ``aggregate.csv`` (all metrics).
+                 metrics: Sequence[str] | None = None,
+                 plan: pd.DataFrame | None = None) -> dict[str, str]:
+    """Write ``<metric>.md`` and ``<metric>.tex`` per metric and ``aggregate.csv`` (all metrics),
+    and, when ``plan`` lists cells with no rows, :data:`MISSING_FILE`.
 
     Byte-for-byte deterministic for the same rows: sorted groups, fixed float formatting,
     ``\\n`` line endings.
@@ -301,10 +325,12 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         rows: result rows (e.g. ``ResultsStore(root).load()``).
         directory: output directory (created).
         metrics: metrics to tabulate (default: every metric in ``rows``, sorted).
+        plan: planned cells (``ResultsStore(root).load_plan()``); None or empty: no check.
 
     Returns:
         ``{metric: Markdown text}`` in the order tabulated, then ``{layout: Markdown text}``
-        of the multi-metric layouts that apply (:mod:`benchmark.tables_summary`).
+        of the multi-metric layouts that apply (:mod:`benchmark.tables_summary`), then
+        ``{"missing": text}`` if planned cells are missing.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -319,4 +345,10 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
     (directory / "aggregate.csv").write_bytes(csv.encode())
+    missing = render_missing(rows, plan) if plan is not None and not plan.empty else None
+    if missing is not None:
+        texts["missing"] = missing
+        (directory / MISSING_FILE).write_bytes(missing.encode())
+    else:  # a list from an earlier, less complete state of the store would mislead
+        (directory / MISSING_FILE).unlink(missing_ok=True)
     return texts

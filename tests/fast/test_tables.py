@@ -253,3 +253,30 @@ def test_a_mean_below_the_floor_within_the_noise_is_not_flagged():
     # mean 0.55 vs floor 0.60: combined s.e. ~0.063, so 0.05 below is within two of them
     records = floor + series("t", "a", 1, [0.45, 0.55, 0.65])
     assert not aggregate(make_rows(records, metric="ksd"))["below_floor"].any()
+
+
+def plan_of(rows: pd.DataFrame, extra: list[tuple] = ()) -> pd.DataFrame:
+    """A plan holding the cells of ``rows`` plus ``extra`` ``(target, sampler, budget, seed)``."""
+    cells = rows.drop_duplicates("cell_id")[["cell_id", "target", "sampler", "budget", "seed"]]
+    more = pd.DataFrame([{"cell_id": f"{t}-{s}-{b}-{seed}", "target": t, "sampler": s,
+                          "budget": b, "seed": seed} for t, s, b, seed in extra])
+    return pd.concat([cells, more], ignore_index=True).assign(matrix="synthetic")
+
+
+def test_planned_cells_without_rows_are_listed_and_the_list_goes_when_they_arrive(tmp_path):
+    done = make_rows(series("mog2", "svgd", 10, [0.2, 0.3]))
+    plan = plan_of(done, [("mog2", "kl_ns", 1, 1), ("mog2", "kl_ns", 1, 0),
+                          ("donut", "svgd", 10, 0)])
+    texts = write_tables(done, tmp_path, plan=plan)
+    listed = (tmp_path / "missing.md").read_text()
+    assert listed == texts["missing"]
+    assert listed.startswith("Not run yet: 3 of 5 planned cells (synthetic)")
+    lines = [line for line in listed.splitlines() if line.startswith("| ") and "target" not in line]
+    # natural target order, then sampler@budget; seeds of one group joined in order
+    assert [[c.strip() for c in line.strip("|").split("|")] for line in lines] == [
+        ["donut", "synthetic", "svgd@10", "0"], ["mog2", "synthetic", "kl_ns@1", "0, 1"]]
+    # once every planned cell has rows, the stale list is removed
+    complete = pd.concat([done, make_rows(series("mog2", "kl_ns", 1, [0.5, 0.6])
+                                          + series("donut", "svgd", 10, [0.1]))])
+    assert "missing" not in write_tables(complete, tmp_path, plan=plan)
+    assert not (tmp_path / "missing.md").exists()

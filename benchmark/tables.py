@@ -53,10 +53,12 @@ def natural_key(label: str) -> tuple:
     """Sort key that orders digit runs numerically: ``d10 < d50 < d100``, ``mog2 < mog2w``.
 
     ``re.split`` with a capturing group alternates text and digits (text first), so positions
-    of the same parity hold the same type and the tuples always compare.
+    of the same parity hold the same type and the tuples always compare. Labels equal as
+    numbers (``s02`` and ``s2``) fall back to the label itself, so the order never depends on
+    the order of the input.
     """
-    return tuple(int(part) if index % 2 else part
-                 for index, part in enumerate(re.split(r"(\d+)", label)))
+    return (tuple(int(part) if index % 2 else part
+                  for index, part in enumerate(re.split(r"(\d+)", label))), label)
 
 
 def row_key(sampler: str, budget: int) -> tuple:

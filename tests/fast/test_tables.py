@@ -280,3 +280,10 @@ def test_planned_cells_without_rows_are_listed_and_the_list_goes_when_they_arriv
                                           + series("donut", "svgd", 10, [0.1]))])
     assert "missing" not in write_tables(complete, tmp_path, plan=plan)
     assert not (tmp_path / "missing.md").exists()
+
+
+def test_natural_order_is_total_when_labels_are_equal_as_numbers():
+    labels = ["dft_s2_k2", "dft_s02_k1", "dft_s2_k1", "dft_s02_k2", "d100", "d10"]
+    expected = ["d10", "d100", "dft_s02_k1", "dft_s2_k1", "dft_s02_k2", "dft_s2_k2"]
+    assert sorted(labels, key=natural_key) == expected
+    assert sorted(reversed(labels), key=natural_key) == expected

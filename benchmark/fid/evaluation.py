@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 
 import torch
 from torch import Tensor
@@ -104,7 +105,4 @@ def fid_floor(dataset: str, n: int, seed: int = 0, num_repeats: int = 5,
         subset = torch.randperm(len(train_features),
                                 generator=torch.Generator().manual_seed(seed + repeat))[:n]
         values.append(frechet_distance_of_features(train_features[subset], test_features))
-    mean = math.fsum(values) / len(values)
-    if len(values) == 1:
-        return mean, math.nan
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan

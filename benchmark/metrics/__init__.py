@@ -15,6 +15,7 @@ set of the same size), so tables can show the floor row at the evaluation ``n``.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -234,11 +235,7 @@ def reference_floor(name: str, target: Target, n: int, generator: torch.Generato
         samples = target.sample(n, generator)
         reference = target.sample(n, generator) if "reference" in metric.requires else None
         values.append(evaluate_metric(name, samples, target, MetricContext(reference, generator)))
-    mean = math.fsum(values) / num_repeats
-    if num_repeats == 1:
-        return mean, math.nan
-    variance = math.fsum((v - mean) ** 2 for v in values) / (num_repeats - 1)
-    return mean, math.sqrt(variance)
+    return statistics.fmean(values), statistics.stdev(values) if num_repeats > 1 else math.nan
 
 
 __all__ = [

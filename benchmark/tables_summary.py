@@ -4,10 +4,13 @@ The per-metric tables of :mod:`benchmark.tables` put targets in columns. A paper
 *metrics* in columns and adds the cost ledger (METRICS.md, "Cost and efficiency"): Table 2
 (BLR: accuracy, test log-likelihood, KSD, posterior moment errors, NFE, wall-clock) and Table 3
 (image EBMs: FID in both views, class coverage, NFE, seconds per 1,000 samples, speed-up over
-annealed Langevin at 200 steps, training seconds, break-even number of samples). Each is one
+annealed Langevin at 200 steps, training seconds, break-even number of samples) and the
+scaling table (gaussian_d / funnel_d: KSD, energy distance, NFE, training evaluations, sampling
+and training seconds, so cost and quality read against d together). Each is one
 :class:`SummaryLayout` in :data:`SUMMARY_LAYOUTS` (a new family adds one entry);
-:func:`write_summaries` writes ``<layout>.md``/``.tex`` for every layout whose first metric the
-store holds, so stores of other families are untouched.
+:func:`write_summaries` writes ``<layout>.md``/``.tex`` for every layout that :func:`applies`
+(the store holds its first metric and, if it names targets, no other target), so stores of
+other families are untouched.
 
 Metric cells reuse :func:`benchmark.tables.aggregate` and its marks (bold = significantly best
 for that target and metric, † = below the floor); the floor row shows metrics only. Cost
@@ -90,6 +93,9 @@ class SummaryLayout:
         baseline: ``(sampler label, budget)`` of ``speedup`` and ``break_even`` (needed by them).
         row_header: header of the row-label column.
         floor_note: what the ``reference (floor)`` row is, for the caption.
+        target_names: registry names of the targets the layout is for (empty: any target);
+            it is written only for a store whose every target is one of them, so a layout on
+            common metrics (KSD) stays out of other families' stores.
     """
 
     title: str
@@ -98,6 +104,7 @@ class SummaryLayout:
     baseline: tuple[str, int] | None = None
     row_header: str = "sampler@budget"
     floor_note: str = "the metric on n reference draws"
+    target_names: frozenset[str] = frozenset()
 
 
 #: Layout name -> layout (a registry: a new family adds one entry).
@@ -113,7 +120,23 @@ SUMMARY_LAYOUTS: dict[str, SummaryLayout] = {
         baseline=("annealed_langevin", 200), row_header="sampler@steps",
         floor_note="each metric's noise floor at the same n (image metrics: n training "
                    "images, and for FID (EBM ref.) the FID between the two reference runs)"),
+    "table_scaling": SummaryLayout(
+        title="Scaling (gaussian_d, funnel_d): quality and cost as the dimension grows",
+        metrics=("ksd", "energy_distance"),
+        costs=("nfe", "train_nfe", "sample_seconds", "train_seconds"),
+        target_names=frozenset({"gaussian_d", "funnel_d"})),
 }
+
+
+def applies(layout: SummaryLayout, rows: pd.DataFrame) -> bool:
+    """Whether ``layout`` describes the store ``rows``: it holds the layout's first metric and,
+    for a layout restricted to some targets, only those targets."""
+    if layout.metrics[0] not in set(rows["metric"]):
+        return False
+    if not layout.target_names:
+        return True
+    names = set(rows["target_name"].astype(str)) if "target_name" in rows else set()
+    return bool(names) and names <= layout.target_names
 
 
 def cell_costs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -236,9 +259,8 @@ def summary_caption(rows: pd.DataFrame, layout: SummaryLayout) -> str:
 def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
     """Write ``<layout>.md``/``.tex`` for each applicable layout; returns the Markdown texts."""
     texts = {}
-    stored = set(rows["metric"])
     for name, layout in SUMMARY_LAYOUTS.items():
-        if layout.metrics[0] not in stored:
+        if not applies(layout, rows):
             continue
         table = summary_table(rows, layout, "markdown")
         if table.empty:
@@ -253,5 +275,5 @@ def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
     return texts
 
 
-__all__ = ["COST_COLUMNS", "SUMMARY_LAYOUTS", "CostColumn", "SummaryLayout", "cell_costs",
-           "derived_costs", "summary_caption", "summary_table", "write_summaries"]
+__all__ = ["COST_COLUMNS", "SUMMARY_LAYOUTS", "CostColumn", "SummaryLayout", "applies",
+           "cell_costs", "derived_costs", "summary_caption", "summary_table", "write_summaries"]

@@ -287,3 +287,33 @@ def test_natural_order_is_total_when_labels_are_equal_as_numbers():
     expected = ["d10", "d100", "dft_s02_k1", "dft_s2_k1", "dft_s02_k2", "dft_s2_k2"]
     assert sorted(labels, key=natural_key) == expected
     assert sorted(reversed(labels), key=natural_key) == expected
+
+
+def test_the_scaling_layout_is_written_for_gaussian_d_and_funnel_d_stores_only(tmp_path):
+    def family(name: str, labels: tuple[str, ...]) -> pd.DataFrame:
+        records = [record for label in labels
+                   for sampler, budget in (("mala", 100), ("dft_ns_full", 1), ("reference", 0))
+                   for record in series(label, sampler, budget, [0.3, 0.4])]
+        rows = pd.concat([make_rows(records, metric) for metric in ("ksd", "energy_distance")])
+        rows["target_name"] = name
+        rows["sample_seconds"] = np.where(rows["sampler"].eq("mala"), 2.0, 0.5)
+        rows["train_seconds"] = np.where(rows["sampler"].eq("dft_ns_full"), 90.0, math.nan)
+        return rows
+
+    scaling = pd.concat([family("gaussian_d", ("gaussian_d100", "gaussian_d10")),
+                         family("funnel_d", ("funnel_d10",))])
+    texts = write_tables(scaling, tmp_path / "scaling")
+    assert "table_scaling" in texts and (tmp_path / "scaling" / "table_scaling.tex").exists()
+    lines = [line for line in texts["table_scaling"].splitlines() if line.startswith("| ")]
+    # One row per (target, sampler@budget), targets in natural order, floor last per target.
+    order = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines[1:]]
+    assert order[:3] == [("funnel_d10", "dft_ns_full@1"), ("funnel_d10", "mala@100"),
+                         ("funnel_d10", FLOOR_ROW)]
+    assert [target for target, _ in order[3::3]] == ["gaussian_d10", "gaussian_d100"]
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    assert header[-4:] == ["NFE", "train evals", "sample s", "train s"]
+    dft = next(line for line in lines if "gaussian_d100" in line and "dft_ns_full@1" in line)
+    assert dft.split("|")[-2].strip() == "90"  # training seconds, mean over seeds
+    # A store with any other target (a 2-D one here) does not get the scaling layout.
+    mixed = pd.concat([scaling, family("donut", ("donut",))])
+    assert "table_scaling" not in write_tables(mixed, tmp_path / "mixed")

@@ -8,6 +8,8 @@ The figures (HARNESS.md "Tables and figures"), each written as PNG and PDF:
   iteration, one line per sampler label, one panel per target, log-y, mean ± s.e. over seeds.
 * ``ablation_sigma_kphi``: mean final KSD over seeds per (σ, K_φ) of the DFT-NS cells, one
   heatmap per target (and per setting of any other parameter that varies).
+* ``scaling``: KSD and seconds per cell against the dimension ``d`` for targets with a
+  ``dim`` parameter (:mod:`benchmark.plots_scaling`).
 * ``frontier``: KSD vs wall-clock per target, one line per sampler across budgets; neural
   samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
   reference floor as a horizontal line.
@@ -46,6 +48,7 @@ from benchmark.plots_common import (
     shared_legend,
 )
 from benchmark.plots_ebm import figure3, training_fid
+from benchmark.plots_scaling import scaling
 from benchmark.runner import REFERENCE_LABEL
 from benchmark.tables import aggregate, natural_key
 
@@ -248,6 +251,8 @@ FIGURES: dict[str, FigureSpec] = {
                    "with and without denoising (Figure 3; stored samples)", figure3),
         FigureSpec("training_fid", "image EBMs: log FID (data, EBM reference) vs training "
                    "iteration with 200-step MCMC lines (Figure 5; histories)", training_fid),
+        FigureSpec("scaling", "KSD and seconds per cell vs dimension d (gaussian_d, funnel_d)",
+                   scaling),
     ]
 }
 

@@ -23,6 +23,7 @@ from benchmark.cli import main
 from benchmark.plots import FIGURES, write_figures
 from benchmark.plots_2d import dft_label, sample_window
 from benchmark.plots_common import MissingData, PlotData, sampler_colors
+from benchmark.plots_scaling import scaling_points
 from benchmark.store import COLUMNS, ResultsStore
 from targets import make_target
 from targets.base import make_generator
@@ -171,3 +172,33 @@ def test_cli_plot(rendered, tmp_path, capsys):
     assert main(["plot", str(root), "--figure", "nonsense"]) == 2
     assert "unknown figure(s) nonsense" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "empty")]) == 2
+
+
+def test_scaling_figure_reads_the_dimension_from_target_params(tmp_path):
+    store = ResultsStore(tmp_path)
+    for family in ("gaussian_d", "funnel_d"):
+        for dim in (10, 50, 100):
+            for label, budget, train in (("mala", 100, math.nan), ("dft_ns_full", 1, 30.0),
+                                         ("reference", 0, math.nan)):
+                for seed in SEEDS:
+                    cell_id = f"{family}{dim}-{label}-{seed}"
+                    row = _row(cell_id, label, budget, seed, 0.01 * dim * (1 + seed), {}, train)
+                    row.update(target=f"{family}{dim}", target_name=family,
+                               target_params=json.dumps({"dim": dim}))
+                    store.write_cell(cell_id, [row])
+    points = scaling_points(PlotData.load(tmp_path).rows)
+    dft = points[points["family"].eq("funnel_d") & points["sampler"].eq("dft_ns_full")]
+    assert dft.sort_values("dim")["dim"].tolist() == [10.0, 50.0, 100.0]
+    # KSD mean over seeds (0.01 d and 0.02 d); seconds = sampling (0.02) + training (30).
+    assert dft.sort_values("dim")["mean"].tolist() == pytest.approx([0.15, 0.75, 1.5])
+    assert dft["seconds"].tolist() == pytest.approx([30.02] * 3)
+    assert points.loc[points["sampler"].eq("reference"), "seconds"].isna().all()
+    (result,) = write_figures(tmp_path, names=["scaling"])
+    assert not result.skipped
+    image = matplotlib.image.imread(result.paths[0])
+    assert image.shape[0] > 100 and image[..., :3].std() > 0.01
+
+
+def test_scaling_figure_needs_targets_with_a_dimension(tmp_path):
+    with pytest.raises(MissingData, match="'dim' parameter"):
+        scaling_points(PlotData.load(build_store(tmp_path, False, False).root).rows)

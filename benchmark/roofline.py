@@ -4,7 +4,7 @@
 
 Cost model. Both passes are sums over pairs of points: KSD (V-statistic) evaluates the Stein
 kernel on the ``n(n+1)/2`` pairs of the upper block triangle; one SVGD step evaluates the RBF
-kernel on all ``n^2`` pairs (distances, ``exp``, two ``(n, n) @ (n, d)`` products) plus an
+kernel on all ``n^2`` pairs (distances, ``exp``, one ``(n, n) @ (n, 2d + 1)`` product) plus an
 order-statistic selection over ``n(n-1)/2`` distances for the median bandwidth. Per pair the
 work is ``O(d)`` multiply-adds (inner products, done as matrix products) and ``O(1)``
 elementwise operations (about ten for the IMQ Stein kernel, three for SVGD).
@@ -16,7 +16,7 @@ Rooflines, measured in the same process on the same device and dtype:
   float32 buffers of that length, chunked like the KSD blocks) — the fastest a pass that
   reads two numbers and writes one per pair can go;
 - large ``d``: a ``torch.matmul`` of the shapes the pass needs (KSD: ``(n, d + 2) @ (d + 2,
-  n)`` three times; SVGD: ``(n, d) @ (d, n)`` and ``(n, n) @ (n, d)`` twice).
+  n)`` three times; SVGD: ``(n, d) @ (d, n)`` and ``(n, n) @ (n, 2d + 1)``).
 
 Reported: seconds, pairs/s achieved, pairs/s of the roofline, and their ratio (roofline time
 / achieved time: 1 means at the roofline, 0.5 means twice as slow).
@@ -127,8 +127,7 @@ def measure(n: int, dim: int, device: torch.device, fused: bool = False) -> list
         svgd_roof, kind = elementwise_roofline(svgd_pairs, device, min(svgd_pairs, 2**22)), \
             "elementwise"
     else:
-        svgd_roof, kind = matmul_roofline([(n, dim, n), (n, n, dim), (n, n, dim)], device), \
-            "matmul"
+        svgd_roof, kind = matmul_roofline([(n, dim, n), (n, n, 2 * dim + 1)], device), "matmul"
     rows.append(dict(pass_="svgd_direction", n=n, dim=dim, pairs=svgd_pairs,
                      seconds=svgd_seconds, roofline=kind, roofline_seconds=svgd_roof))
     peak = matmul_gflops(device) if dim <= SMALL_DIM else float("nan")

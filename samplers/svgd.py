@@ -161,7 +161,7 @@ class SVGD(IterativeSampler):
         phi(x_i) = (1/n) sum_j [k(x_j, x_i) s(x_j) + grad_{x_j} k(x_j, x_i)]
                  = (1/n) [(K S)_i + (2/h) sum_j k_ij (x_i - x_j)],
 
-    computed with two ``(n, n) @ (n, dim)`` matmuls (no autograd). Update (reference code):
+    computed with one ``(n, n) @ (n, 2 dim + 1)`` matmul (no autograd). Update (reference code):
     ``G <- phi^2`` at the first step, then ``G <- 0.9 G + 0.1 phi^2``;
     ``x <- x + epsilon phi / (1e-6 + sqrt(G))``. One score evaluation per particle per step,
     plus an ``O(n^2 dim)`` kernel pass.
@@ -182,19 +182,22 @@ class SVGD(IterativeSampler):
         return SVGDState(x=x, log_prob=None, score=target.score(x), step_index=0,
                          num_steps=int(num_steps), squared_direction_average=None)
 
-    def _driving_term(self, kernel: Tensor, score: Tensor) -> Tensor:
-        """``sum_j k_ij s(x_j)``: ``(n, n), (n, dim) -> (n, dim)``."""
-        return kernel @ score
-
-    def _repulsive_term(self, kernel: Tensor, x: Tensor, bandwidth: Tensor) -> Tensor:
+    def _repulsive_term(self, kernel_x: Tensor, row_sums: Tensor, x: Tensor,
+                        bandwidth: Tensor) -> Tensor:
         """``sum_j grad_{x_j} k(x_j, x_i) = (2/h) sum_j k_ij (x_i - x_j)``. ``(n, dim)``.
 
-        Overridable so a test can drop it (the particles then collapse onto the modes).
+        From ``kernel_x = K x`` ``(n, dim)`` and ``row_sums = K 1`` ``(n, 1)``. Overridable so
+        a test can drop it (the particles then collapse onto the modes).
         """
-        return (2.0 / bandwidth) * (x * kernel.sum(-1, keepdim=True) - kernel @ x)
+        return (2.0 / bandwidth) * (x * row_sums - kernel_x)
 
     def stein_direction(self, x: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """The SVGD direction ``phi`` at every particle.
+
+        The ``(n, n)`` passes are what costs at small ``dim`` (``benchmark.roofline``), so there
+        are few of them: the kernel overwrites the distances in place (no second ``(n, n)``
+        buffer), and one product ``K [S | x | 1]`` reads the kernel once for the driving term,
+        ``K x`` and the row sums (three separate reductions read it three times).
 
         Args:
             x: ``(n, dim)`` particles.
@@ -203,11 +206,14 @@ class SVGD(IterativeSampler):
         Returns:
             ``phi`` ``(n, dim)`` and the bandwidth ``h`` ``()`` used.
         """
+        n, dim = x.shape
         squared_distances = pairwise_squared_distances(x)
-        bandwidth = self.params.bandwidth(squared_distances)
-        kernel = torch.exp(-squared_distances / bandwidth)  # symmetric: k(x_j, x_i) = K[i, j]
-        direction = (self._driving_term(kernel, score)
-                     + self._repulsive_term(kernel, x, bandwidth)) / x.shape[0]
+        # A copy: a custom rule may return a view into the matrix overwritten below.
+        bandwidth = torch.as_tensor(self.params.bandwidth(squared_distances)).clone()
+        kernel = squared_distances.mul_(-1.0 / bandwidth).exp_()  # k(x_j, x_i) = K[i, j]
+        sums = kernel @ torch.cat([score, x, x.new_ones(n, 1)], dim=1)
+        driving, kernel_x, row_sums = sums.split([dim, dim, 1], dim=1)
+        direction = (driving + self._repulsive_term(kernel_x, row_sums, x, bandwidth)) / n
         return direction, bandwidth
 
     def step(self, target: Target, state: SVGDState,

@@ -102,7 +102,7 @@ class MALAWithoutProposalRatio(MALA):
 class SVGDWithoutRepulsion(SVGD):
     """Broken on purpose: no kernel-gradient term, so the particles collapse onto the mode."""
 
-    def _repulsive_term(self, kernel, x, bandwidth):
+    def _repulsive_term(self, kernel_x, row_sums, x, bandwidth):
         return torch.zeros_like(x)
 
 

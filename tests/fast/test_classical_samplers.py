@@ -16,7 +16,12 @@ import torch
 from samplers.annealed import AnnealedLangevin, segment_lengths, temperature_schedule
 from samplers.base import run_chain
 from samplers.langevin import MALA, ULA
-from samplers.svgd import SVGD, median_bandwidth, pairwise_squared_distances
+from samplers.svgd import (
+    SVGD,
+    full_matrix_order_statistic,
+    median_bandwidth,
+    pairwise_squared_distances,
+)
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 
@@ -199,6 +204,20 @@ def test_svgd_median_bandwidth_matches_numpy(n):
     computed = pairwise_squared_distances(torch.as_tensor(points))
     np.testing.assert_allclose(computed.numpy(), squared, rtol=1e-12, atol=1e-12)
     assert (computed.diagonal() == 0).all()
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 11])
+def test_full_matrix_order_statistics_equal_a_full_sort(n):
+    # Adjacent ranks (the median pair) take the one-partition path, others the general one;
+    # both must return exactly the entries a sort of all n^2 values puts at those ranks.
+    points = np.random.default_rng(n).normal(size=(n, 2))
+    squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)  # exactly symmetric
+    ordered = np.sort(squared.reshape(-1))
+    count = n * n
+    for ranks in [(1, count), (n + 1, n + 2), (n + 1, min(n + 3, count)),
+                  (count // 2, count // 2 + 1), ((count + 1) // 2,), (count - 1, count)]:
+        actual = full_matrix_order_statistic(torch.as_tensor(squared), ranks).numpy()
+        np.testing.assert_array_equal(actual, ordered[[rank - 1 for rank in ranks]])
 
 
 def test_svgd_median_bandwidth_with_coincident_particles():

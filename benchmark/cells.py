@@ -112,6 +112,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def pin_provenance() -> None:
+    """Read the commit and the source hash now, at the start of a run, for the rest of it.
+
+    Both are cached per process. Read lazily, at the first finished cell, they could describe
+    a checkout edited after the code in memory was imported (a run lasts hours), and the
+    trained-sampler cache key would then name source that did not train the sampler.
+    """
+    git_commit()
+    code_version()
+
+
 @cache
 def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version

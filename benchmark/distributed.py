@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.cells import Cell, in_shard, plan_cells
+from benchmark.cells import Cell, in_shard, pin_provenance, plan_cells
 from benchmark.matrix import Matrix
 from benchmark.results import write_result
 from benchmark.runner import CellResult, failure_rows, one_line, run_cell
@@ -68,6 +68,7 @@ def run_cells(cells: Sequence[Cell], cache_dir: str, timeout: float | None,
     """
     from distributed import get_worker
 
+    pin_provenance()  # the worker imported this code for its first task: describe that code
     try:
         address = get_worker().address
     except ValueError:  # called outside a worker (tests, debugging)
@@ -123,6 +124,7 @@ def run_matrix_distributed(matrix: Matrix, store: ResultsStore, cache_dir: str |
     """
     from distributed import as_completed
 
+    pin_provenance()
     keep = matrix.save_samples if save_samples is None else save_samples
     cells = [cell for cell in plan_cells(matrix)
              if in_shard(cell, shard) and (force or not store.has_cell(cell.cell_id))]

@@ -46,6 +46,7 @@ from benchmark.cells import (  # noqa: F401 - re-exported: the runner's public s
     git_commit,
     in_shard,
     package_version,
+    pin_provenance,
     plan_cells,
     seed_from,
     stable_hash,
@@ -450,6 +451,7 @@ def run_matrix(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike
     """
     from benchmark.results import write_result
 
+    pin_provenance()
     keep = matrix.save_samples if save_samples is None else save_samples
     for cell in plan_cells(matrix):
         if not in_shard(cell, shard):

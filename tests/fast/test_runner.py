@@ -250,3 +250,49 @@ def test_identifiers_that_look_like_numbers_are_read_back_as_text(tmp_path):
     loaded = store.load()
     assert sorted(loaded["cell_id"]) == ["00ab", "2e54942334901554", "9515048898568688"]
     assert set(loaded["git_commit"]) == {"1234567"} and loaded["budget"].dtype.kind == "i"
+
+
+def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    # A long run outlives edits to its checkout: its rows (and its cache keys) must describe
+    # the code it imported at the start, not a commit made while it ran.
+    import subprocess
+
+    from benchmark import cells as cells_module
+    from benchmark import runner as runner_module
+
+    repo = tmp_path / "repo"
+    for package in ("targets", "samplers"):
+        (repo / package).mkdir(parents=True)
+        (repo / package / "module.py").write_text("VALUE = 1\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "start")
+    started = git("rev-parse", "--short=12", "HEAD")
+    monkeypatch.setattr(cells_module, "PACKAGE_ROOT", repo)
+    for cached in (cells_module.git_commit, cells_module.code_version):
+        cached.cache_clear()
+    edits = []
+    real_run_cell = runner_module.run_cell
+
+    def commit_then_run(*args, **kwargs):  # before each cell, another commit
+        edits.append(cells_module.code_version())
+        (repo / "samplers" / "module.py").write_text(f"VALUE = {len(edits) + 1}\n")
+        git("commit", "-qam", f"edit {len(edits)} during the run")
+        return real_run_cell(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "run_cell", commit_then_run)
+    try:
+        matrix = parse_matrix({**TINY, "samplers": [{"name": "mala", "budgets": [2]}]})
+        store = ResultsStore(tmp_path / "store")
+        list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+        assert git("rev-parse", "--short=12", "HEAD") != started
+        assert set(store.load()["git_commit"]) == {started}
+        assert len(edits) == len(plan_cells(matrix)) and len(set(edits)) == 1
+    finally:
+        for cached in (cells_module.git_commit, cells_module.code_version):
+            cached.cache_clear()  # the next test reads the real checkout again

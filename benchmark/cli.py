@@ -92,9 +92,11 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from benchmark.cells import estimate_seconds
 
-        seconds, sources, without = estimate_seconds(todo, store.load())
-        print(f"estimate: {seconds:.1f} s from {sources} stored cells; {without} cells without "
-              f"timing")
+        estimate = estimate_seconds(todo, store.load())
+        borrowed = (f" ({estimate.borrowed} cells timed from the same sampler@budget on other "
+                    f"targets)" if estimate.borrowed else "")
+        print(f"estimate: {estimate.seconds:.1f} s from {estimate.sources} stored cells"
+              f"{borrowed}; {estimate.without} cells without timing")
         return 0
     store.write_plan(matrix.name, planned)
     save_samples = True if args.save_samples else None  # None: the matrix's save_samples

@@ -180,14 +180,29 @@ def test_dry_run_estimates_from_stored_timings(tmp_path, capsys, single_thread):
     bigger = {**ESTIMATE, "seeds": [0, 1, 2],
               "samplers": [{"name": "mala", "budgets": [2, 4, 8]}]}
     todo = [c for c in plan_cells(parse_matrix(bigger)) if not store.has_cell(c.cell_id)]
-    seconds, sources, without = estimate_seconds(todo, stored)
+    estimate = estimate_seconds(todo, stored)
     per_cell = {(row.sampler, row.budget): row.sample_seconds + row.metric_seconds
                 for row in stored.itertuples()}
     expected = sum(per_cell[(c.sampler_label, c.budget)] for c in todo
                    if (c.sampler_label, c.budget) in per_cell)
-    assert seconds == pytest.approx(expected, rel=1e-12)
-    assert sources == 3  # the three stored cells: floor, mala@2, mala@4
-    assert without == 3  # mala@8, seeds 0, 1 and 2
+    assert estimate.seconds == pytest.approx(expected, rel=1e-12)
+    assert estimate.sources == 3  # the three stored cells: floor, mala@2, mala@4
+    assert estimate.without == 3  # mala@8, seeds 0, 1 and 2
+    assert estimate.borrowed == 0
+
+    # A target with nothing stored borrows the timing of its sampler@budget on another
+    # target; the median resists one cell slowed by a shared core.
+    slow = stored[stored["sampler"].eq("mala") & stored["budget"].eq(2)].assign(
+        cell_id="slow", seed=7, sample_seconds=1e6)
+    twin = stored.assign(cell_id=stored["cell_id"] + "-twin")
+    other = plan_cells(parse_matrix({**bigger, "targets": ["donut"]}))
+    borrowed = estimate_seconds(other, pd.concat([stored, twin, slow]))
+    assert borrowed.borrowed == 9 and borrowed.without == 3  # mala@8 still has none
+    assert borrowed.sources == 7
+    # Each seed of donut: the floor, mala@2 (median of 2 ok cells and the slow one), mala@4.
+    assert borrowed.seconds == pytest.approx(3 * (per_cell[("reference", 0)]
+                                                  + per_cell[("mala", 2)]
+                                                  + per_cell[("mala", 4)]), rel=1e-12)
 
     path = tmp_path / "bigger.toml"
     path.write_text(textwrap.dedent("""
@@ -204,6 +219,10 @@ def test_dry_run_estimates_from_stored_timings(tmp_path, capsys, single_thread):
     out = capsys.readouterr().out
     assert "12 cells (9 to run)" in out
     assert f"estimate: {expected:.1f} s from 3 stored cells; 3 cells without timing" in out
+    path.write_text(path.read_text().replace('["gaussian"]', '["donut"]'))
+    assert main(["run", str(path), "--dry-run", "--out", str(store.root)]) == 0
+    assert ("from 3 stored cells (9 cells timed from the same sampler@budget on other targets); "
+            "3 cells without timing") in capsys.readouterr().out
     assert len(_stored_files(store.root)) == 3  # a dry run runs nothing
 
 

@@ -336,12 +336,12 @@ def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> Estimate:
         budget=per_cell["budget"].astype(int),
         seconds=per_cell["sample"] + per_cell["train"].fillna(0.0) + per_cell["metrics"])
 
-    def means(key: list[str]) -> dict[tuple, tuple[float, frozenset]]:
+    def medians(key: list[str]) -> dict[tuple, tuple[float, frozenset]]:
         """Group key -> (median seconds, ids of the stored cells behind it)."""
         return {name: (float(group["seconds"].median()), frozenset(group.index))
                 for name, group in per_cell.groupby(key)}
 
-    exact, by_sampler = means(["target", "sampler", "budget"]), means(["sampler", "budget"])
+    exact, by_sampler = medians(["target", "sampler", "budget"]), medians(["sampler", "budget"])
     total, used, borrowed, without = 0.0, set(), 0, 0
     for cell in cells:
         match = exact.get((cell.target.label, cell.sampler_label, cell.budget))

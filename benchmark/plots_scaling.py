@@ -26,6 +26,7 @@ from benchmark.plots_common import (
 )
 from benchmark.runner import REFERENCE_LABEL
 from benchmark.tables import aggregate, natural_key, row_label
+from benchmark.tables_summary import cell_costs
 
 PANEL = (3.4, 2.6)
 
@@ -43,8 +44,9 @@ def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (family, d, sampler, budget): KSD mean/s.e. and mean seconds per cell.
 
     Returns:
-        Columns ``family``, ``dim``, ``sampler``, ``budget``, ``mean``, ``se`` (KSD) and
-        ``seconds`` (sampling + training, mean over the cell's seeds; NaN for the floor).
+        Columns ``family``, ``dim``, ``sampler``, ``budget``, ``mean``, ``se`` (KSD),
+        ``seconds`` (sampling + training, mean over the cell's seeds; NaN for the floor) and
+        ``trained`` (the cell has a training cost: a neural sampler).
     """
     ksd = rows[rows["metric"].eq("ksd")].copy()
     ksd["dim"] = ksd["target_params"].map(_dimension)
@@ -55,13 +57,12 @@ def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
     per_target = ksd.drop_duplicates("target").set_index("target")
     summary["family"] = summary["target"].map(per_target["target_name"])
     summary["dim"] = summary["target"].map(per_target["dim"])
-    seconds = ksd.assign(**{column: pd.to_numeric(ksd[column], errors="coerce").astype(float)
-                            for column in ("sample_seconds", "train_seconds")})
-    seconds["seconds"] = seconds["sample_seconds"] + seconds["train_seconds"].fillna(0.0)
-    seconds = seconds.groupby(["target", "sampler", "budget"])["seconds"].mean()
-    summary = summary.join(seconds, on=["target", "sampler", "budget"])
+    costs = cell_costs(ksd)  # mean sampling and training seconds over each cell's seeds
+    costs["trained"] = costs["train_seconds"].notna()
+    costs["seconds"] = costs["sample_seconds"] + costs["train_seconds"].fillna(0.0)
+    summary = summary.join(costs[["seconds", "trained"]], on=["target", "sampler", "budget"])
     summary.loc[summary["sampler"].eq(REFERENCE_LABEL), "seconds"] = np.nan
-    return summary[["family", "dim", "sampler", "budget", "mean", "se", "seconds"]]
+    return summary[["family", "dim", "sampler", "budget", "mean", "se", "seconds", "trained"]]
 
 
 def scaling(data: PlotData) -> Figure:
@@ -70,7 +71,7 @@ def scaling(data: PlotData) -> Figure:
     families = sorted(points["family"].unique(), key=natural_key)
     if points["dim"].nunique() < 2:
         raise MissingData("scaling needs targets at two or more dimensions")
-    neural = _neural(data.rows)
+    neural = set(points.loc[points["trained"].fillna(False).astype(bool), "sampler"])
     with figure_style():
         figure, axes = new_figure(2, len(families), PANEL)
         for column, family in enumerate(families):
@@ -108,12 +109,6 @@ def scaling(data: PlotData) -> Figure:
                 ax.minorticks_off()
         shared_legend(figure, axes.ravel())
     return figure
-
-
-def _neural(rows: pd.DataFrame) -> set[str]:
-    """Sampler labels with a training cost (drawn dashed: their seconds include training)."""
-    trained = pd.to_numeric(rows["train_seconds"], errors="coerce").notna()
-    return set(rows.loc[trained, "sampler"])
 
 
 __all__ = ["scaling", "scaling_points"]

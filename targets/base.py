@@ -127,6 +127,13 @@ class Target(abc.ABC):
         """Mixture components, for mode-weight error and mode recall; ``None`` if not a mixture."""
         return None
 
+    #: The narrowest feature of ``q`` a sampler must resolve: the smallest local standard
+    #: deviation (a mixture component's, a ring's radial width, a ridge's cross-section), in
+    #: ``x``'s units; ``None`` when unknown. Samplers that smooth the target or their own
+    #: samples tie their noise level to it (DFT-NS keeps ``sigma`` below it, so
+    #: ``p_theta * N(0, sigma^2 I) = q`` stays reachable).
+    length_scale: float | None = None
+
     def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
         """Where iterative samplers start: ``N(0, I)`` unless a target knows better."""
         return self.randn(n, self.dim, generator=generator)

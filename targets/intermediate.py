@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -61,6 +62,7 @@ class CorrelatedGaussian(AnalyticScoreTarget):
         self.eigenvalues = self.tensor(eigenvalues)
         self.rotation = self.tensor(q)
         self._scale = self.tensor(q * eigenvalues.sqrt())  # Q diag(√λ)
+        self.length_scale = math.sqrt(float(eigenvalues.min()))  # narrowest direction, 0.32
 
     def log_prob(self, x: Tensor) -> Tensor:
         centred = x - self.mean

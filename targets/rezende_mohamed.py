@@ -41,6 +41,7 @@ class RezendeMohamedU1(AnalyticScoreTarget):
     grid_window: ClassVar[tuple[tuple[float, float], tuple[float, float]]] = ((-4.0, 4.0),
                                                                             (-4.0, 4.0))
     grid_resolution: ClassVar[int] = 1601
+    length_scale = 0.4  # radial s.d. of the ring
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(2, device, dtype)
@@ -127,6 +128,7 @@ class RezendeMohamedU2(_RezendeMohamedConditional):
     pretty_name = "U2"
     description = "Energy U2 of Rezende & Mohamed 2015, Table 1, times a N(0, 4) envelope on x₁."
     component_stds = (0.4,)
+    length_scale = 0.4
 
     def _component_means(self, x1: Tensor) -> tuple[Tensor, Tensor]:
         w1, dw1 = _w1(x1)
@@ -143,6 +145,7 @@ class RezendeMohamedU3(_RezendeMohamedConditional):
     pretty_name = "U3"
     description = "Energy U3 of Rezende & Mohamed 2015, Table 1, times a N(0, 4) envelope on x₁."
     component_stds = (0.35, 0.35)
+    length_scale = 0.35
 
     def _component_means(self, x1: Tensor) -> tuple[Tensor, Tensor]:
         w1, dw1 = _w1(x1)
@@ -161,6 +164,7 @@ class RezendeMohamedU4(_RezendeMohamedConditional):
     pretty_name = "U4"
     description = "Energy U4 of Rezende & Mohamed 2015, Table 1, times a N(0, 4) envelope on x₁."
     component_stds = (0.4, 0.35)
+    length_scale = 0.35
 
     def _component_means(self, x1: Tensor) -> tuple[Tensor, Tensor]:
         w1, dw1 = _w1(x1)

@@ -24,6 +24,7 @@ class StandardGaussian(AnalyticScoreTarget):
     name = "gaussian"
     pretty_name = "Gaussian"
     description = "Standard normal N(0, I) on R^2 (sanity check)."
+    length_scale = 1.0
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(2, device, dtype)
@@ -89,6 +90,7 @@ class MoG2(GaussianMixture):
     name = "mog2"
     pretty_name = "MoG-2"
     description = "Equal mixture of N(±(2,2), I): two separated modes."
+    length_scale = 1.0  # component s.d.
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__([[-2.0, -2.0], [2.0, 2.0]], [0.5, 0.5], 1.0, device, dtype)
@@ -100,6 +102,7 @@ class MoG2Weighted(GaussianMixture):
     name = "mog2w"
     pretty_name = "MoG-2 (0.8/0.2)"
     description = "mog2 with weights 0.8/0.2: mixing-weight sensitivity."
+    length_scale = 1.0  # component s.d.
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__([[-2.0, -2.0], [2.0, 2.0]], [0.8, 0.2], 1.0, device, dtype)
@@ -111,6 +114,7 @@ class MoG8(GaussianMixture):
     name = "mog8"
     pretty_name = "MoG-8"
     description = "Ring of 8 equal modes N(3(cos 2πk/8, sin 2πk/8), 0.25 I)."
+    length_scale = 0.5  # component s.d.
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         angles = [2.0 * math.pi * k / 8 for k in range(8)]
@@ -131,6 +135,7 @@ class Donut(AnalyticScoreTarget):
     name = "donut"
     pretty_name = "Donut"
     description = "Ring −(‖x‖−2.6)²/0.033 (chi-feng/mcmc-demo)."
+    length_scale = math.sqrt(0.033 / 2)  # radial s.d. of the ring, 0.128
     radius: ClassVar[float] = 2.6
     width: ClassVar[float] = 0.033
 
@@ -177,6 +182,7 @@ class Rosenbrock(AnalyticScoreTarget):
     name = "rosenbrock"
     pretty_name = "Rosenbrock"
     description = "−[100(x₂−x₁²)²+(1−x₁)²]/20 (Goodman & Weare 2010)."
+    length_scale = math.sqrt(0.1)  # s.d. of x₂ − x₁² across the valley, 0.316
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(2, device, dtype)
@@ -209,6 +215,9 @@ class Funnel(AnalyticScoreTarget):
     name = "funnel"
     pretty_name = "Funnel"
     description = "Neal's funnel: x₂ ~ N(0, 9), x₁ | x₂ ~ N(0, e^{x₂}) (Neal 2003)."
+    # s.d. of x₁ at v = −3, one s.d. below the neck's mean (16% of the mass lies deeper,
+    # where the neck narrows without bound): e^{−3/2} = 0.22.
+    length_scale = math.exp(-1.5)
     neck_std: ClassVar[float] = 3.0
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
@@ -282,6 +291,7 @@ class Squiggle(_TriangularGaussianMap):
     name = "squiggle"
     pretty_name = "Squiggle"
     description = "N((x₁, x₂+sin 5x₁); 0, [[2,.25],[.25,.5]]) (chi-feng/mcmc-demo)."
+    length_scale = math.sqrt(0.5 - 0.25**2 / 2)  # s.d. of x₂ + sin 5x₁ given x₁, 0.68
     covariance = ((2.0, 0.25), (0.25, 0.5))
 
     def _forward(self, x: Tensor) -> Tensor:
@@ -303,6 +313,7 @@ class Banana(_TriangularGaussianMap):
     name = "banana"
     pretty_name = "Banana"
     description = "N((x₁/2, 2x₂+0.4(x₁²+4)); (0,4), [[1,.5],[.5,1]]) (chi-feng/mcmc-demo)."
+    length_scale = math.sqrt(0.75) / 2  # s.d. of x₂ given x₁ (the map scales it by 1/2)
     loc = (0.0, 4.0)
     covariance = ((1.0, 0.5), (0.5, 1.0))
 

@@ -67,7 +67,7 @@ class DFTNS(NeuralImplicitSampler):
     Params: ClassVar[type] = DFTParams
 
     def output_noise_scale(self) -> float:
-        return float(self.params.sigma) if self.params.output == "noised" else 0.0
+        return float(self.sigma) if self.params.output == "noised" else 0.0
 
     def surrogate(self, x: Tensor, noise: Tensor, target: Target, score_fn: ScoreFunction,
                   generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -86,7 +86,7 @@ class DFTNS(NeuralImplicitSampler):
             ``(n,)`` surrogate and ``{"f": (n,)}``. ``E[f] = D - E||s_phi - s_{theta,sigma}||^2``
             (full), a lower bound on ``D``; for ``"partial"``, ``f`` is the location term.
         """
-        sigma = self.params.sigma
+        sigma = self.sigma
         with torch.enable_grad():
             x_noised = (x.detach() + sigma * noise).requires_grad_(True)
             target_score, other_score = self.target_scores(target, x_noised, generator)

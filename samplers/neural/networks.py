@@ -84,12 +84,17 @@ class MLP(nn.Module):
 
 
 class ResidualMLP(MLP):
-    """``x = z + MLP(z)`` with the last affine map zero-initialised (so ``in_dim == out_dim``).
+    """``x = b + a ⊙ (z + MLP(z))`` with the MLP's last affine map zero-initialised.
 
-    As a generator with ``d_z = d`` its initial push-forward is exactly ``N(0, I)`` — the
-    distribution iterative samplers start from — instead of the small blob a plain MLP maps
-    ``N(0, I)`` to. For objectives that are nearly blind to the weights of separated modes
-    (Fisher divergences), where the generator starts decides which modes it keeps.
+    As a generator with ``d_z = d`` its initial push-forward is exactly ``N(b, diag(a²))`` —
+    with ``a = 1, b = 0`` (the default) the ``N(0, I)`` iterative samplers start from, and after
+    :meth:`match_moments` the moments of whatever law they start from (BLR's prior draws,
+    an EBM's ``0.5 + N(0, I)``) — instead of the small blob a plain MLP maps ``N(0, I)`` to.
+    For objectives nearly blind to the weights of separated modes (Fisher divergences) where
+    the generator starts decides which modes it keeps. ``b`` and ``log a`` are learned at the
+    generator's learning rate: in the one trial that gave them 100× more (1e-2; donut, batch
+    2048, width 128, seed 100) DFT-NS moved the whole ring to one side and ended on an arc
+    (energy distance 2.16 against 0.058 for the same run without it), so we dropped it.
     """
 
     def __init__(self, in_dim: int, out_dim: int, **kwargs) -> None:
@@ -97,6 +102,10 @@ class ResidualMLP(MLP):
             raise ValueError(f"a residual generator needs latent_dim == dim, got {in_dim} and "
                              f"{out_dim}")
         super().__init__(in_dim, out_dim, **kwargs)
+        reference = self.layers[-1].weight
+        self.shift = nn.Parameter(torch.zeros(int(out_dim), device=reference.device,
+                                              dtype=reference.dtype))
+        self.log_scale = nn.Parameter(torch.zeros_like(self.shift))
 
     @torch.no_grad()
     def reset_parameters(self, init_generator: torch.Generator | None = None) -> None:
@@ -104,9 +113,19 @@ class ResidualMLP(MLP):
         last = self.layers[-1]
         last.weight.zero_()
         last.bias.zero_()
+        if hasattr(self, "shift"):
+            self.shift.zero_()
+            self.log_scale.zero_()
+
+    @torch.no_grad()
+    def match_moments(self, draws: Tensor) -> None:
+        """Set ``b`` and ``a`` to the per-coordinate mean and s.d. of ``draws`` ``(m, d)``."""
+        draws = draws.to(self.shift.dtype).reshape(-1, self.shift.shape[0])
+        self.shift.copy_(draws.mean(dim=0))
+        self.log_scale.copy_(draws.std(dim=0).clamp_min(torch.finfo(draws.dtype).eps).log())
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.layers(x)
+        return self.shift + self.log_scale.exp() * (x + self.layers(x))
 
 
 def _draw_uniform_(module: nn.Module, init_generator: torch.Generator) -> None:

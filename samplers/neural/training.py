@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,8 +32,20 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from samplers.base import NeuralSampler, TrainingCallback, build_params
+from samplers.neural.monitor import PlateauRule, imq_ksd
 from samplers.neural.networks import ACTIVATIONS, MLP, ConvGenerator, ConvScoreNet, ResidualMLP
 from targets.base import Target
+
+#: ``sigma`` on a target that declares no ``length_scale`` (the CPU prototype's 2-D value).
+FALLBACK_SIGMA = 0.05
+
+#: ``hidden_width = None`` means ``max(MIN_WIDTH, WIDTH_PER_DIM * d)``: 256 up to d = 64, then
+#: growing with d, so the networks' first layer never narrows below four units per coordinate.
+MIN_WIDTH = 256
+WIDTH_PER_DIM = 4
+
+#: Draws of the initial law that set a residual generator's starting moments (error ~1%).
+INITIAL_LAW_DRAWS = 8192
 
 #: ``score_fn(x) -> s(x)``: ``(n, dim) -> (n, dim)``, differentiable in ``x``, parameters frozen.
 ScoreFunction = Callable[[Tensor], Tensor]
@@ -48,56 +60,116 @@ def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 @dataclass(frozen=True)
 class NeuralParams:
-    """Hyper-parameters shared by every neural implicit sampler.
+    """Hyper-parameters shared by every neural implicit sampler, and why each default.
+
+    The defaults are one configuration for every target family, chosen by the protocol of
+    ``docs/tuning.md`` (seed 100, disjoint from the reported seeds; evidence in
+    ``results/tuning-2d`` and below). Figures quoted are energy distance / its floor at
+    n = 1000 on 2-D targets, DFT-NS, one seed, unless said otherwise.
 
     Attributes:
-        num_iterations: training budget (outer iterations) when ``train`` is given none.
-        batch_size: samples per score step and per sampler step.
-        sigma: DSM noise level; DFT-NS's main knob (scale it to the target's length scale).
-        score_steps: ``K_phi``, DSM steps per sampler step.
-        score_lr: Adam learning rate of the score network.
-        sampler_lr: Adam learning rate of the generator.
-        latent_dim: ``d_z``; ``None`` means the target's dimension.
-        hidden_width: units per hidden layer of both networks.
-        hidden_depth: hidden layers of both networks.
-        activation: a key of :data:`samplers.neural.networks.ACTIVATIONS`.
-        generator_architecture: ``"mlp"`` (the prototype's plain MLP, whose initial
-            push-forward is a small blob near the origin), ``"residual"`` (``z + MLP(z)``
-            with a zero last layer: starts exactly at ``N(0, I)``; needs ``d_z = d``) or
-            ``"conv"`` (:class:`~samplers.neural.networks.ConvGenerator`, latent -> image;
-            needs a target with ``image_shape``).
+        num_iterations: the *maximum* number of outer iterations; training usually ends
+            earlier, by the plateau rule (``monitor_every`` ... ``max_lr_decays``). 10,000: the
+            rule stopped every 2-D DFT-NS run of the tuning round between 5,000 and 7,750.
+        batch_size: samples per score step and per sampler step. 512; 2,048 lowered the donut
+            from 24x to 15x its floor but not mog8 (22x -> 33x) at 4x the cost per iteration,
+            so it stays an option for a matrix to pay for.
+        sigma: DSM noise level. ``None`` (default): ``sigma_fraction × target.length_scale``,
+            or :data:`FALLBACK_SIGMA` for a target that declares no length scale.
+        sigma_fraction: ``sigma`` as a fraction of the target's narrowest length scale. At
+            the optimum DFT-NS's clean samples are ``q`` deconvolved by ``N(0, sigma²)``, which
+            exists only while ``sigma`` is below every local s.d. of ``q``; its gradient noise
+            grows like ``1/sigma`` (the ``eps/sigma`` term), so ``sigma`` should be as large as
+            that allows. 0.4: mog8 at sigma 0.2 (0.4 × 0.5) reached 22x against 67x at the old
+            0.05; mog2 at 0.4 reached 4.8x (with the score warm start). On an EBM the length
+            scale is the energy's own smoothing ``sigma_0``, so ``sigma`` stays below it.
+        score_steps: ``K_phi``, DSM steps per sampler step (2, the prototype's; the ablation
+            ``results/ablation-dft`` found no better value).
+        score_lr: Adam learning rate of the score network (1e-3).
+        sampler_lr: Adam learning rate of the generator. 1e-4: with warm-up and the plateau
+            rule, 3e-4 and 1e-3 left the donut at 69x and 149x (against 26x) and mog8 at 396x.
+        latent_dim: ``d_z``; ``None`` means the target's dimension (a residual generator needs
+            ``d_z = d``).
+        hidden_width: units per hidden layer of both networks; ``None`` means
+            ``max(MIN_WIDTH, WIDTH_PER_DIM · d)`` — 256 up to d = 64, then growing with d.
+        hidden_depth: hidden layers of both networks (3).
+        activation: a key of :data:`samplers.neural.networks.ACTIVATIONS` (SiLU: smooth, as
+            the input derivatives of the score network require).
+        generator_architecture: ``"residual"`` (default; ``b + a ⊙ (z + MLP(z))`` with a zero
+            last layer, starting at the moments of the law iterative samplers start from,
+            :class:`~samplers.neural.networks.ResidualMLP`), ``"mlp"`` (the prototype's plain
+            MLP, whose initial push-forward is a blob of s.d. ≈ 0.05 at the origin: DFT-NS then
+            kept one arc of the donut, 2.25 vs 0.0098 in ``paper-2d``) or ``"conv"``
+            (:class:`~samplers.neural.networks.ConvGenerator`, latent -> image).
         score_architecture: ``"mlp"`` or ``"conv"`` (an image-shaped U-Net,
             :class:`~samplers.neural.networks.ConvScoreNet`; needs ``image_shape``).
         conv_channels: feature maps at full resolution of the convolutional networks.
         log_every: iterations between history rows (and callback calls).
+        warmup_iterations: linear learning-rate warm-up of both networks (200), so the first
+            steps, taken against a barely fitted score network, stay small.
+        ema_decay: exponential moving average of the generator weights (0.995, a window of
+            ~200 iterations); the averaged weights are the trained sampler and what the
+            monitor and callbacks see. DFT-NS's gradient is noisy (the ``eps/sigma`` term), and
+            averaging the iterates removes part of that noise at no cost; 0 disables it.
+        monitor_every: iterations between checks of the held-out monitor
+            (:mod:`samplers.neural.monitor`: IMQ KSD on a fixed batch; its target evaluations
+            count in the training NFE); 0 disables the monitor and the plateau rule.
+        monitor_batch: held-out points per check (512).
+        patience: checks without a 2% improvement that make a plateau (4, i.e. 1,000
+            iterations).
+        lr_decay_factor: learning-rate multiplier at a plateau (0.3).
+        max_lr_decays: plateaus that decay the learning rates before the next one ends
+            training (2).
+        score_warmup: DSM steps on the initial generator before its first step (500), so the
+            first sampler gradients — which decide where mass first flows, and so the mode
+            weights the Fisher objective can hardly correct later — use a fitted score:
+            mog2 went from 32x to 4.8x its floor (same seed and sigma).
     """
 
-    num_iterations: int = 3000
+    num_iterations: int = 10000
     batch_size: int = 512
-    sigma: float = 0.05
+    sigma: float | None = None
     score_steps: int = 2
     score_lr: float = 1e-3
     sampler_lr: float = 1e-4
     latent_dim: int | None = None
-    hidden_width: int = 256
+    hidden_width: int | None = None
     hidden_depth: int = 3
     activation: str = "silu"
-    generator_architecture: str = "mlp"
+    generator_architecture: str = "residual"
     log_every: int = 100
-    # Fields added after results were stored: left out of a cell's identity at their default
-    # (benchmark.cells.resolved_params), so the ids of stored cells stay valid.
-    score_architecture: str = field(default="mlp", metadata={"identity": "omit_default"})
-    conv_channels: int = field(default=32, metadata={"identity": "omit_default"})
+    score_architecture: str = "mlp"
+    conv_channels: int = 32
+    warmup_iterations: int = 200
+    ema_decay: float = 0.995
+    monitor_every: int = 250
+    monitor_batch: int = 512
+    patience: int = 4
+    lr_decay_factor: float = 0.3
+    max_lr_decays: int = 2
+    sigma_fraction: float = 0.4
+    score_warmup: int = 500
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "score_steps", "hidden_width", "hidden_depth", "log_every"):
+        for key in ("batch_size", "score_steps", "hidden_width", "hidden_depth", "log_every",
+                    "monitor_batch", "patience"):
+            if key == "hidden_width" and self.hidden_width is None:
+                continue
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"parameter '{key}' must be a positive integer")
-        if int(self.num_iterations) < 0:
-            raise ValueError("parameter 'num_iterations' must be non-negative")
+        for key in ("num_iterations", "warmup_iterations", "monitor_every", "max_lr_decays",
+                    "score_warmup"):
+            if int(getattr(self, key)) < 0:
+                raise ValueError(f"parameter '{key}' must be a non-negative integer")
+        for key in ("ema_decay", "lr_decay_factor"):
+            value = float(getattr(self, key))
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"parameter '{key}' must be in [0, 1), got {value}")
         if self.latent_dim is not None and int(self.latent_dim) < 1:
             raise ValueError("parameter 'latent_dim' must be a positive integer or None")
-        for key in ("sigma", "score_lr", "sampler_lr"):
+        for key in ("sigma", "score_lr", "sampler_lr", "sigma_fraction"):
+            if getattr(self, key) is None and key == "sigma":
+                continue
             value = float(getattr(self, key))
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"parameter '{key}' must be a positive number")
@@ -107,6 +179,18 @@ class NeuralParams:
         check_choice("score_architecture", self.score_architecture, ("mlp", "conv"))
         if int(self.conv_channels) < 1:
             raise ValueError("parameter 'conv_channels' must be a positive integer")
+
+
+def resolve_sigma(params: NeuralParams, length_scale: float | None) -> float:
+    """The DSM noise level: ``params.sigma`` if set, else ``sigma_fraction × length_scale``.
+
+    Targets without a declared length scale get :data:`FALLBACK_SIGMA`.
+    """
+    if params.sigma is not None:
+        return float(params.sigma)
+    if length_scale is None or not math.isfinite(float(length_scale)) or length_scale <= 0:
+        return FALLBACK_SIGMA
+    return float(params.sigma_fraction) * float(length_scale)
 
 
 @contextlib.contextmanager
@@ -150,6 +234,8 @@ class NeuralImplicitSampler(NeuralSampler):
         self.score_net: nn.Module | None = None
         self.dim: int | None = None
         self.image_shape: tuple[int, int, int] | None = None
+        # None until build_networks resolves it against the target (resolve_sigma).
+        self.sigma: float | None = None if self.params.sigma is None else float(self.params.sigma)
         self.ledger: dict[str, float] = {}
 
     # -- the one thing subclasses define --------------------------------------------------
@@ -177,12 +263,19 @@ class NeuralImplicitSampler(NeuralSampler):
     # -- networks -------------------------------------------------------------------------
     def build_networks(self, dim: int, device: torch.device, dtype: torch.dtype,
                        generator: torch.Generator,
-                       image_shape: tuple[int, int, int] | None = None) -> None:
+                       image_shape: tuple[int, int, int] | None = None,
+                       initial_law: Tensor | None = None,
+                       length_scale: float | None = None, sigma: float | None = None) -> None:
         """Create both networks for dimension ``dim``, weights drawn from ``generator``.
 
         One integer drawn from ``generator`` seeds a CPU generator for the weights, so the
         same generator state gives the same networks on any device. ``image_shape``
         ``(C, H, W)`` (with ``C·H·W = dim``) is needed by the ``"conv"`` architectures.
+        ``initial_law`` ``(m, dim)``, draws from the law iterative samplers start from
+        (``target.initial_positions``), sets a residual generator's output affine map to
+        their mean and standard deviation, so its initial push-forward has those moments.
+        ``length_scale`` (``target.length_scale``) sets ``sigma`` when the parameters leave
+        it ``None`` (:func:`resolve_sigma`); ``sigma`` (a restored checkpoint's) overrides both.
 
         Raises:
             ValueError: a ``"conv"`` architecture without an image shape.
@@ -192,10 +285,12 @@ class NeuralImplicitSampler(NeuralSampler):
         init_generator = torch.Generator().manual_seed(seed)
         params = self.params
         latent_dim = int(params.latent_dim or dim)
-        common = dict(width=params.hidden_width, depth=params.hidden_depth,
+        width = params.hidden_width or max(MIN_WIDTH, WIDTH_PER_DIM * int(dim))
+        common = dict(width=width, depth=params.hidden_depth,
                       activation=params.activation, device=device, dtype=dtype,
                       init_generator=init_generator)
         self.dim = int(dim)
+        self.sigma = float(sigma) if sigma is not None else resolve_sigma(params, length_scale)
         wants_conv = "conv" in (params.generator_architecture, params.score_architecture)
         if wants_conv and image_shape is None:
             raise ValueError("a 'conv' generator_architecture or score_architecture needs a "
@@ -210,8 +305,10 @@ class NeuralImplicitSampler(NeuralSampler):
         else:
             architecture = ResidualMLP if params.generator_architecture == "residual" else MLP
             self.generator_net = architecture(latent_dim, dim, **common)
+            if isinstance(self.generator_net, ResidualMLP) and initial_law is not None:
+                self.generator_net.match_moments(initial_law)
         if params.score_architecture == "conv":
-            self.score_net = ConvScoreNet(self.image_shape, output_scale=1.0 / params.sigma,
+            self.score_net = ConvScoreNet(self.image_shape, output_scale=1.0 / self.sigma,
                                           **conv)
         else:
             self.score_net = MLP(dim, dim, **common)
@@ -236,7 +333,7 @@ class NeuralImplicitSampler(NeuralSampler):
     # -- training -------------------------------------------------------------------------
     def dsm_loss(self, x: Tensor, noise: Tensor) -> Tensor:
         """``L_DSM`` on detached samples ``x`` ``(n, d)`` with noise ``(n, d)``; a scalar."""
-        sigma = self.params.sigma
+        sigma = self.sigma
         residual = sigma * self.score_net(x.detach() + sigma * noise) + noise
         return residual.square().sum(dim=-1).mean()
 
@@ -264,12 +361,30 @@ class NeuralImplicitSampler(NeuralSampler):
         params = self.params
         num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
         device = torch.device(target.device)
+        # Only a residual generator reads the initial law, so other architectures draw exactly
+        # the random numbers they drew before it existed (old configurations reproduce).
+        initial_law = (target.initial_positions(INITIAL_LAW_DRAWS, generator)
+                       if params.generator_architecture == "residual" else None)
         self.build_networks(target.dim, device, target.dtype, generator,
-                            image_shape=getattr(target, "image_shape", None))
+                            image_shape=getattr(target, "image_shape", None),
+                            initial_law=initial_law,
+                            length_scale=getattr(target, "length_scale", None))
         score_optimizer = torch.optim.Adam(self.score_net.parameters(), lr=params.score_lr)
         sampler_optimizer = torch.optim.Adam(self.generator_net.parameters(),
                                              lr=params.sampler_lr)
+        sampler_optimizer.param_groups[0]["base_lr"] = params.sampler_lr
+        for group in score_optimizer.param_groups:
+            group["base_lr"] = params.score_lr
         n, dim, latent_dim = params.batch_size, self.dim, self.latent_dim
+        self._ema = ([p.detach().clone() for p in self.generator_net.parameters()]
+                     if params.ema_decay > 0 else None)
+        held_out = None
+        if params.monitor_every > 0:  # drawn once: the monitor moves only with the weights
+            held_out = (self._draw(params.monitor_batch, latent_dim, generator),
+                        self._draw(params.monitor_batch, dim, generator))
+        rule = PlateauRule(patience=params.patience, decay_factor=params.lr_decay_factor,
+                           max_decays=params.max_lr_decays)
+        lr_scale = 1.0
         history: list[dict] = []
         sums: dict[str, Tensor] = {}
         window = 0
@@ -279,14 +394,20 @@ class NeuralImplicitSampler(NeuralSampler):
                    disable=not (progress and sys.stderr.isatty()))
         _synchronize(device)
         start = time.perf_counter()
+        # Warm start: fit s_phi to the initial generator before its first step, so the first
+        # sampler gradients (which decide where mass first flows) use a fitted score.
+        for _ in range(params.score_warmup if num_iterations else 0):
+            self._score_step(score_optimizer, n, latent_dim, dim, generator)
+        iteration = 0
         for index in bar:
+            # Linear warm-up of both learning rates, times the plateau rule's decays.
+            warm = min(1.0, (index + 1) / params.warmup_iterations) if params.warmup_iterations \
+                else 1.0
+            for optimizer in (score_optimizer, sampler_optimizer):
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * warm * lr_scale
             for _ in range(params.score_steps):
-                with torch.no_grad():
-                    x = self.generator_net(self._draw(n, latent_dim, generator))
-                loss = self.dsm_loss(x, self._draw(n, dim, generator))
-                score_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                score_optimizer.step()
+                loss = self._score_step(score_optimizer, n, latent_dim, dim, generator)
             monitors = {"dsm_loss": loss.detach()}
             x = self.generator_net(self._draw(n, latent_dim, generator))
             noise = self._draw(n, dim, generator)
@@ -296,19 +417,37 @@ class NeuralImplicitSampler(NeuralSampler):
             sampler_optimizer.zero_grad(set_to_none=True)
             per_sample.mean().backward()
             sampler_optimizer.step()
+            if self._ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(self._ema, list(self.generator_net.parameters()),
+                                         1.0 - params.ema_decay)
             # Accumulate on the device; only logging iterations synchronise (.item()).
             monitors.update({key: value.detach().mean() for key, value in extra.items()})
             for key, value in monitors.items():
                 sums[key] = sums[key] + value if key in sums else value
             window += 1
             iteration = index + 1
-            if iteration % params.log_every == 0 or iteration == num_iterations:
+            decision = "continue"
+            checked = held_out is not None and iteration % params.monitor_every == 0
+            if checked:
+                with self.sampling_weights():
+                    value = self._monitor(target, *held_out)
+                decision = rule.update(iteration, value)
+                if decision == "decay":
+                    lr_scale *= params.lr_decay_factor
+            last = iteration == num_iterations or decision == "stop"
+            if iteration % params.log_every == 0 or last or checked:
                 values = {key: float(total.item()) / window for key, total in sums.items()}
                 sums, window = {}, 0
-                if callback is not None:
+                if checked:
+                    values["monitor_ksd"] = value
+                # Training seconds so far (callbacks excluded): the time-to-quality x-axis.
+                values["train_seconds"] = time.perf_counter() - start - callback_seconds
+                if callback is not None and (iteration % params.log_every == 0 or last):
                     tick = time.perf_counter()
-                    values.update({key: float(value)
-                                   for key, value in callback(iteration, self).items()})
+                    with self.sampling_weights():
+                        values.update({key: float(value)
+                                       for key, value in callback(iteration, self).items()})
                     callback_seconds += time.perf_counter() - tick
                 history.extend({"iteration": iteration, "metric": key, "value": value}
                                for key, value in values.items())
@@ -319,10 +458,58 @@ class NeuralImplicitSampler(NeuralSampler):
                     # sees non-finite samples and records the cell as diverged.
                     self.ledger["diverged_iteration"] = iteration
                     break
+            if decision == "stop":
+                break
+        self.ledger["train_iterations"] = iteration
+        self.ledger["lr_decays"] = rule.decays
+        if self._ema is not None:  # the averaged weights are the trained sampler
+            with torch.no_grad():
+                torch._foreach_copy_(list(self.generator_net.parameters()), self._ema)
+            self._ema = None
         _synchronize(device)
         self.ledger["train_seconds"] = time.perf_counter() - start - callback_seconds
         self.ledger["callback_seconds"] = callback_seconds
         return history
+
+    def _score_step(self, optimizer: torch.optim.Optimizer, n: int, latent_dim: int, dim: int,
+                    generator: torch.Generator) -> Tensor:
+        """One Adam step on ``L_DSM`` at ``n`` fresh generator samples; the loss (detached)."""
+        with torch.no_grad():
+            x = self.generator_net(self._draw(n, latent_dim, generator))
+        loss = self.dsm_loss(x, self._draw(n, dim, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    @contextlib.contextmanager
+    def sampling_weights(self) -> Iterator[None]:
+        """During training, swap the EMA weights into the generator (no-op without EMA)."""
+        ema = getattr(self, "_ema", None)
+        if ema is None:
+            yield
+            return
+        live = list(self.generator_net.parameters())
+        with torch.no_grad():
+            saved = [p.detach().clone() for p in live]
+            torch._foreach_copy_(live, ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(live, saved)
+
+    @torch.no_grad()
+    def _monitor(self, target: Target, latents: Tensor, noise: Tensor) -> float:
+        """Held-out IMQ KSD of the sampler's output on fixed ``latents`` ``(m, d_z)`` and
+        output ``noise`` ``(m, d)``; one target score per held-out point (counted)."""
+        x = self.generator_net(latents)
+        scale = self.output_noise_scale()
+        if scale > 0:
+            x = x + scale * noise
+        if not torch.isfinite(x).all():
+            return math.nan
+        return imq_ksd(x, target.score(x))
 
     # -- sampling -------------------------------------------------------------------------
     @torch.no_grad()
@@ -349,6 +536,7 @@ class NeuralImplicitSampler(NeuralSampler):
             "dim": self.dim,
             "latent_dim": self.latent_dim,
             "image_shape": self.image_shape,
+            "sigma": self.sigma,
             "generator_net": self.generator_net.state_dict(),
             "score_net": self.score_net.state_dict(),
             "ledger": dict(self.ledger),
@@ -367,7 +555,7 @@ class NeuralImplicitSampler(NeuralSampler):
         # Weights are overwritten just below, so the init generator's draw does not matter.
         self.build_networks(int(state["dim"]), weight.device, weight.dtype,
                             torch.Generator(device=weight.device),
-                            image_shape=state.get("image_shape"))
+                            image_shape=state.get("image_shape"), sigma=state["sigma"])
         self.generator_net.load_state_dict(state["generator_net"])
         self.score_net.load_state_dict(state["score_net"])
         self.ledger = dict(state.get("ledger", {}))

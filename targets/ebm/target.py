@@ -61,6 +61,8 @@ class EBMTarget(Target):
         # sigma_0 of the MDSM loss: the energy models the data smoothed at this scale, so the
         # final denoising step x + sigma_0^2 * score(x) (METHODS.md) uses the same value.
         self.denoise_sigma: float = float(stored.get("sigma0", 0.1))
+        # The energy is the score of the data smoothed at sigma_0: nothing in q is narrower.
+        self.length_scale: float = self.denoise_sigma
         self.info = {key: value for key, value in stored.items() if key != "state_dict"}
         self.info["path"] = str(path)
         # The network is a fixed function of x: no parameter needs a gradient, which keeps

@@ -7,6 +7,7 @@ the real digits energy is exercised by the golden test ``tests/golden/test_ebm_g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ from benchmark.runner import run_cell
 from benchmark.tables_summary import SUMMARY_LAYOUTS, derived_costs, summary_table
 from samplers import SAMPLERS
 from samplers.annealed import AnnealedLangevin, segment_lengths, temperature_schedule
+from samplers.neural import DFTNS, DFTParams
 from samplers.neural.networks import ConvGenerator, ConvScoreNet
 from targets.base import AnalyticScoreTarget, make_generator
 from targets.counting import CountingTarget
@@ -106,12 +108,26 @@ def test_conv_sampler_trains_checkpoints_and_needs_an_image_shape():
         SAMPLERS["kl_ns"](**NEURAL).train(StandardGaussian(), generator=make_generator(0))
 
 
-def test_new_params_at_their_default_leave_cell_identity_unchanged():
-    # score_architecture / conv_channels were added later: at their defaults they must not
-    # enter the resolved params, so stored neural cells keep their ids.
+@dataclasses.dataclass(frozen=True)
+class ExtendedParams(DFTParams):
+    extra: int = dataclasses.field(default=3, metadata={"identity": "omit_default"})
+
+
+class ExtendedDFT(DFTNS):
+    """DFT-NS with one parameter added after cells were stored (import path
+    ``test_ebm_sampling:ExtendedDFT``)."""
+
+    name = "dft_ns_extended"
+    Params = ExtendedParams
+
+
+def test_params_marked_omit_default_leave_the_cell_identity_at_their_default():
+    # A field with metadata {"identity": "omit_default"} enters the resolved params only when
+    # set away from its default, so adding such a field keeps stored cells' ids.
     spec = _matrix([{"name": "dft_ns", "budgets": [1]}]).samplers[0]
-    assert "score_architecture" not in resolved_params(spec, {})
-    assert resolved_params(spec, {"score_architecture": "conv"})["score_architecture"] == "conv"
+    spec = dataclasses.replace(spec, name="test_ebm_sampling:ExtendedDFT")
+    assert "extra" not in resolved_params(spec, {})
+    assert resolved_params(spec, {"extra": 4})["extra"] == 4
 
 
 # -- annealed Langevin with the MDSM image settings -------------------------------------------

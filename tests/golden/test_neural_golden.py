@@ -19,7 +19,11 @@ from samplers.neural import DFTNS, KLNS, FisherNS, NeuralImplicitSampler
 from targets import CountingTarget, make_generator, make_target
 
 N = 1000
-GOLDEN = dict(sigma=0.3, hidden_width=64, batch_size=512, sampler_lr=3e-4)
+# The plain MLP generator starts as a blob near the origin, far from every target here, so
+# "training reaches the floor" is a real check (the default residual generator starts at
+# N(0, I), which *is* the gaussian target).
+GOLDEN = dict(sigma=0.3, hidden_width=64, batch_size=512, sampler_lr=3e-4,
+              generator_architecture="mlp")
 GOLDEN_ITERATIONS = 1000
 TINY = dict(hidden_width=16, hidden_depth=2, batch_size=32, log_every=5)
 
@@ -159,4 +163,50 @@ def test_noised_output_adds_sigma_noise_to_the_clean_output():
     variance = difference.var(dim=0)
     # Sample variance of n = 20000 normals has relative s.d. sqrt(2/n) = 1%; 5% > 3.29 s.d.
     # (two-sided alpha = 1e-3).
-    torch.testing.assert_close(variance, torch.full_like(variance, 0.05**2), rtol=0.05, atol=0)
+    torch.testing.assert_close(variance, torch.full_like(variance, noised.sigma**2), rtol=0.05,
+                               atol=0)
+
+
+# -- the defaults (docs/tuning.md) on the targets that collapsed the old configuration ------------
+DEFAULTS_ITERATIONS = 3000  # the plateau rule may stop earlier; capped to keep CI short
+ANGLE_BINS = 16
+
+
+def angular_shares(x: torch.Tensor) -> torch.Tensor:
+    """Share of samples per angular sector of the plane, ``(n, 2) -> (ANGLE_BINS,)``."""
+    angle = torch.atan2(x[:, 1], x[:, 0])  # (-pi, pi]
+    sector = ((angle + torch.pi) / (2 * torch.pi) * ANGLE_BINS).long().clamp(0, ANGLE_BINS - 1)
+    return torch.bincount(sector, minlength=ANGLE_BINS).to(x.dtype) / x.shape[0]
+
+
+def test_dft_defaults_cover_the_donut_ring():
+    # The old configuration (plain MLP generator) kept one arc: 2.25, 230x its floor, in
+    # paper-2d. Coverage: each of 16 sectors holds at least a quarter of its 1/16 share. A
+    # sector's count is binomial(1000, 1/16) (mean 62.5, s.d. 7.7) for an exact sampler, which
+    # falls below 16 with probability < 1e-8 per sector. The defaults cover every sector but not
+    # evenly (shares 0.031-0.111 here: the Fisher objective hardly sees how mass is spread
+    # along the ring), hence a quarter rather than half of the share.
+    target = make_target("donut")
+    sampler = DFTNS()
+    sampler.train(target, DEFAULTS_ITERATIONS, make_generator(0))
+    x = sampler.sample(N, make_generator(1))
+    shares = angular_shares(x)
+    assert shares.min() >= 0.25 / ANGLE_BINS, f"sector shares {shares.tolist()}"
+    radius = x.norm(dim=1)
+    # Exact radius: mean 2.606, s.d. 0.128; 0.1 is 25 standard errors of the mean at n = 1000.
+    assert abs(float(radius.mean()) - 2.606) <= 0.1
+    ratio = distance(sampler, target) / floor(target)
+    assert ratio <= 10.0, f"energy distance {ratio:.1f} x the floor"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DFT-NS at its defaults leaves mass on bridges between mog8's modes: the generator, a "
+    "continuous map of one Gaussian, spreads along the ring of modes and 2-3 of the 8 modes "
+    "get less than half their weight (tuning trials, seed 100: recall 0.75 at sigma 0.05 and "
+    "0.2, 0.625 with the score warm start, 0.75 at batch 2048; docs/tuning.md)"))
+def test_dft_defaults_find_every_mode_of_mog8():
+    target = make_target("mog8")
+    sampler = DFTNS()
+    sampler.train(target, DEFAULTS_ITERATIONS, make_generator(0))
+    weights = mode_weights(sampler.sample(N, make_generator(1)), target.modes())
+    assert bool((weights >= 0.5 / 8).all()), f"mode weights {weights.tolist()}"

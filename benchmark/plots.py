@@ -10,6 +10,8 @@ The figures (HARNESS.md "Tables and figures"), each written as PNG and PDF:
   heatmap per target (and per setting of any other parameter that varies).
 * ``scaling``: KSD and seconds per cell against the dimension ``d`` for targets with a
   ``dim`` parameter (:mod:`benchmark.plots_scaling`).
+* ``time_to_quality``: ground-truth quality vs wall-clock, neural training curves beside
+  iterative budgets (:mod:`benchmark.time_to_quality`).
 * ``frontier``: KSD vs wall-clock per target, one line per sampler across budgets; neural
   samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
   reference floor as a horizontal line.
@@ -51,6 +53,7 @@ from benchmark.plots_ebm import figure3, training_fid
 from benchmark.plots_scaling import scaling
 from benchmark.runner import REFERENCE_LABEL
 from benchmark.tables import aggregate, natural_key
+from benchmark.time_to_quality import time_to_quality_figure
 
 KSD = "ksd"
 HISTORY_KSD = "ksd_eval"
@@ -245,6 +248,8 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("ablation_sigma_kphi", "DFT-NS mean final KSD per (sigma, K_phi)",
                    ablation_sigma_kphi),
         FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
+        FigureSpec("time_to_quality", "energy distance (FID for images) vs wall-clock: "
+                   "iterative budgets, neural training curves", time_to_quality_figure),
         FigureSpec("training_blr", "BLR test accuracy and moment errors vs training "
                    "iteration (Figure 4; training histories)", training_blr),
         FigureSpec("fig3_ebm", "image EBMs: DFT-NS one step vs annealed Langevin 200 steps, "

@@ -214,13 +214,16 @@ def denoise(cell: Cell, target: Target | CountingTarget, samples: Tensor,
 
 #: Metrics logged during neural training (as ``<metric>_eval`` history rows) when the matrix
 #: reports them and the target supports them: training-curve figures read them from the store.
-TRAINING_METRICS = ("ksd", "accuracy", "mean_error", "std_error", "fid_data", "fid_ref")
+TRAINING_METRICS = ("ksd", "energy_distance", "accuracy", "mean_error", "std_error", "fid_data",
+                    "fid_ref")
 
 
 def _training_callback(cell: Cell, target: Target) -> Callable | None:
-    """Log KSD (BLR accuracy / moment errors, image-EBM FIDs) on a fixed evaluation batch
-    during training, for those of :data:`TRAINING_METRICS` that the matrix reports and the
-    target supports."""
+    """Log KSD and energy distance (BLR accuracy / moment errors, image-EBM FIDs) on a fixed
+    evaluation batch during training, for those of :data:`TRAINING_METRICS` that the matrix
+    reports and the target supports. Energy distance is taken against a fixed set of exact
+    samples of the same size (drawn once, from the cell's reference seed), so the training
+    curves of the time-to-quality figure are in the tables' ground-truth metric."""
     from benchmark.metrics import METRICS, MetricContext, supported_metrics
 
     supported = set(supported_metrics(target))
@@ -228,7 +231,9 @@ def _training_callback(cell: Cell, target: Target) -> Callable | None:
     if not names:
         return None
     batch = min(cell.n, 500)
-    context = MetricContext(reference=None, generator=make_generator(0, target.device))
+    reference = (target.sample(batch, make_generator(cell.reference_seed, target.device))
+                 if "energy_distance" in names else None)
+    context = MetricContext(reference=reference, generator=make_generator(0, target.device))
 
     def callback(iteration: int, sampler: NeuralSampler) -> dict[str, float]:
         # The same evaluation noise at every logged iteration, so the curve is smooth.

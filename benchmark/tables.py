@@ -344,6 +344,12 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
     from benchmark.tables_summary import write_summaries  # imports this module
 
     texts.update(write_summaries(rows, directory))  # summary layouts (Tables 2 and 3)
+    from benchmark.time_to_quality import TABLE_NAME, time_to_quality_table  # imports this
+
+    quality = time_to_quality_table(rows)
+    if quality is not None:
+        texts[TABLE_NAME] = quality
+        (directory / f"{TABLE_NAME}.md").write_bytes(quality.encode())
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
     (directory / "aggregate.csv").write_bytes(csv.encode())

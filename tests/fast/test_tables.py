@@ -317,3 +317,32 @@ def test_the_scaling_layout_is_written_for_gaussian_d_and_funnel_d_stores_only(t
     # A store with any other target (a 2-D one here) does not get the scaling layout.
     mixed = pd.concat([scaling, family("donut", ("donut",))])
     assert "table_scaling" not in write_tables(mixed, tmp_path / "mixed")
+
+
+def test_time_to_quality_matches_the_cheapest_iterative_sampler_at_least_as_good(tmp_path):
+    # Energy distance means: dft 0.05; mala@100 0.04 (better, 2 s per 100 samples), mala@10 0.2
+    # (worse), svgd@200 0.03 (better, 10 s). The cheapest as-good iterative row is mala@100:
+    # per sample 0.02 s against DFT's 0.001 s, so break-even n = 90 / 0.019 = 4737.
+    records = (series("donut", "dft_ns", 1, [0.04, 0.06])
+               + series("donut", "mala", 100, [0.04, 0.04])
+               + series("donut", "mala", 10, [0.2, 0.2])
+               + series("donut", "svgd", 200, [0.03, 0.03])
+               + series("donut", "reference", 0, [0.01, 0.01]))
+    rows = make_rows(records, "energy_distance")
+    seconds = {"dft_ns": 0.1, "mala": 2.0, "svgd": 10.0, "reference": math.nan}
+    rows["sample_seconds"] = rows["sampler"].map(seconds)
+    rows.loc[rows["budget"].eq(10), "sample_seconds"] = 0.2
+    rows["train_seconds"] = np.where(rows["sampler"].eq("dft_ns"), 90.0, math.nan)
+    rows["train_nfe"] = np.where(rows["sampler"].eq("dft_ns"), 1000.0, math.nan)
+    rows["train_hvp"] = np.where(rows["sampler"].eq("dft_ns"), 1000.0, math.nan)
+    texts = write_tables(rows, tmp_path)
+    lines = [line for line in texts["time_to_quality"].splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    dft = dict(zip(header, (cell.strip() for cell in next(
+        line for line in lines if "dft_ns@1" in line).split("|")[1:-1]), strict=True))
+    assert dft["matched iterative"] == "mala@100"
+    assert dft["break-even n"] == "4737"  # 90 / (0.02 - 0.001)
+    assert dft["/ floor"] == "×5" and dft["train evals"] == "2000"
+    # A store without a neural sampler gets no such table.
+    iterative = rows[rows["sampler"].ne("dft_ns")]
+    assert "time_to_quality" not in write_tables(iterative, tmp_path / "iterative")

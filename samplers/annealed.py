@@ -7,7 +7,7 @@ one-step denoising (METHODS.md, "Langevin family" and "Budgets and the cost unit
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -52,7 +52,8 @@ def segment_lengths(num_steps: int) -> tuple[int, int, int]:
     return (lengths[0], lengths[1], lengths[2])
 
 
-def temperature_schedule(num_steps: int, max_temperature: float) -> list[float]:
+def temperature_schedule(num_steps: int, max_temperature: float,
+                         final_temperature: float = 0.0) -> list[float]:
     """The temperature ``T_k`` of each of the ``K = num_steps`` transitions.
 
     Segments (lengths from :func:`segment_lengths`; for ``K = 2700`` they are 500, 2000, 200,
@@ -63,18 +64,23 @@ def temperature_schedule(num_steps: int, max_temperature: float) -> list[float]:
     1. hot: ``n_1`` steps at ``T_max``;
     2. geometric: ``T_max * exp(-k ln(T_max) / n_2)`` for ``k = 0, ..., n_2 - 1``, so it starts
        *at* ``T_max`` and stops one ratio short of 1 (its last value is ``T_max^{1/n_2}``);
-    3. linear: ``n_3`` values evenly spaced from 1 down to 0, both included (``numpy.linspace(1,
-       0, n_3)``; a single step is ``T = 1``), so the last transition is noise-free.
+    3. linear: ``n_3`` values evenly spaced from 1 down to ``final_temperature``, both
+       included (``numpy.linspace(1, T_final, n_3)``; a single step is ``T = 1``). MDSM's
+       images use ``T_final = 0`` (the last transition is noise-free, then the denoising
+       step); for an exact density ``T_final = 1`` ends the run on ``q`` itself.
 
     Args:
         num_steps: budget ``K >= 0``.
         max_temperature: ``T_max >= 1``.
+        final_temperature: ``T_final`` in ``[0, 1]``, the last temperature.
 
     Returns:
         ``K`` temperatures, as Python floats (the schedule is data, not a device tensor).
     """
     if max_temperature < 1.0:
         raise ValueError(f"max_temperature must be >= 1, got {max_temperature}")
+    if not 0.0 <= final_temperature <= 1.0:
+        raise ValueError(f"final_temperature must be in [0, 1], got {final_temperature}")
     hot, geometric, linear = segment_lengths(num_steps)
     log_ratio = math.log(max_temperature) / geometric if geometric else 0.0
     temperatures = [float(max_temperature)] * hot
@@ -84,8 +90,8 @@ def temperature_schedule(num_steps: int, max_temperature: float) -> list[float]:
     if linear == 1:
         temperatures.append(1.0)
     elif linear > 1:
-        step = -1.0 / (linear - 1)
-        temperatures += [1.0 + k * step for k in range(linear - 1)] + [0.0]
+        step = (final_temperature - 1.0) / (linear - 1)
+        temperatures += [1.0 + k * step for k in range(linear - 1)] + [float(final_temperature)]
     return temperatures
 
 
@@ -104,11 +110,18 @@ class AnnealedLangevinParams:
         denoise_sigma: ``sigma_0`` of the final step ``x + sigma_0^2 s(x)``; 0 disables it. The
             default is 0 because the 2-D targets are exact densities, not noise-smoothed models,
             so a Tweedie step would only shrink the samples; MDSM's images use 0.1.
+        final_temperature: ``T_final`` where the last (linear) segment ends. 0 (default) is
+            MDSM's image schedule, made for a noise-smoothed energy followed by the denoising
+            step; on an exact density it ends the chains colder than ``q`` (on gaussian_d the
+            1,000-step runs were worse than the 100-step ones), so the tuning protocol
+            (docs/tuning.md) also tries 1, which ends on ``q`` itself. Added after cells were
+            stored: left out of a cell's identity at its default.
     """
 
     step_size: float = 0.1
     max_temperature: float = 10.0
     denoise_sigma: float = 0.0
+    final_temperature: float = field(default=0.0, metadata={"identity": "omit_default"})
 
     def __post_init__(self) -> None:
         if not self.step_size > 0:
@@ -116,6 +129,9 @@ class AnnealedLangevinParams:
         if not self.max_temperature >= 1.0:
             raise ValueError("annealed_langevin: max_temperature must be >= 1, "
                              f"got {self.max_temperature}")
+        if not 0.0 <= self.final_temperature <= 1.0:
+            raise ValueError("annealed_langevin: final_temperature must be in [0, 1], "
+                             f"got {self.final_temperature}")
         if not self.denoise_sigma >= 0.0:
             raise ValueError("annealed_langevin: denoise_sigma must be >= 0, "
                              f"got {self.denoise_sigma}")
@@ -157,7 +173,8 @@ class AnnealedLangevin(IterativeSampler):
         """State at ``x`` ``(n, dim)`` with the schedule for ``num_steps``; one score evaluation."""
         return AnnealedLangevinState(
             x=x, log_prob=None, score=target.score(x), step_index=0, num_steps=int(num_steps),
-            temperatures=temperature_schedule(num_steps, self.params.max_temperature))
+            temperatures=temperature_schedule(num_steps, self.params.max_temperature,
+                                              self.params.final_temperature))
 
     def step(self, target: Target, state: AnnealedLangevinState,
              generator: torch.Generator) -> tuple[AnnealedLangevinState, dict[str, Tensor]]:

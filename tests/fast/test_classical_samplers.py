@@ -169,6 +169,39 @@ def test_mala_adapts_during_warmup_only():
     assert len(set(step_sizes[warmup:])) == 1  # and is frozen afterwards
 
 
+def test_mala_per_chain_steps_adapt_separately_then_freeze():
+    # Each chain runs its own dual averaging on its own acceptance probabilities, so after
+    # warm-up the 64 steps differ from chain to chain (and no longer change).
+    target, num_steps = _target(), 40
+    sampler = MALA(step_size=1.5, adaptation="per_chain")
+    generator = make_generator(0)
+    x = torch.zeros(64, 2, dtype=torch.float64)
+    x[:32] = 6.0  # half the chains start far out, where the drift is large
+    state = sampler.init(target, x, num_steps)
+    assert state.log_step_size.shape == (64,)
+    history = []
+    for _ in range(num_steps):
+        state, _ = sampler.step(target, state, generator)
+        history.append(state.log_step_size.clone())
+    warmup = num_steps // 2
+    assert torch.equal(history[warmup - 1], history[-1])  # frozen after warm-up
+    assert len(set(history[-1].tolist())) > 32  # chains got their own steps
+    with pytest.raises(ValueError, match="valid choices: shared, per_chain"):
+        MALA(adaptation="each")
+
+
+def test_annealed_langevin_final_temperature_ends_the_schedule():
+    schedule = temperature_schedule(27, 10.0, final_temperature=1.0)
+    hot, geometric, linear = segment_lengths(27)
+    assert schedule[hot + geometric:] == [1.0] * linear  # the linear segment stays at T = 1
+    assert temperature_schedule(27, 10.0) == temperature_schedule(27, 10.0, 0.0)
+    assert temperature_schedule(27, 10.0)[-1] == 0.0
+    halfway = temperature_schedule(27, 10.0, final_temperature=0.5)[-linear:]
+    assert halfway[0] == 1.0 and halfway[-1] == 0.5
+    with pytest.raises(ValueError, match="final_temperature"):
+        AnnealedLangevin(final_temperature=1.5)
+
+
 def test_mala_without_warmup_keeps_its_step_size():
     step_sizes = []
     run_chain(MALA(step_size=0.2, warmup_fraction=0.0), _target(), 8, 10, make_generator(0),

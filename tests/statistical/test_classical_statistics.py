@@ -111,9 +111,9 @@ class SVGDWithoutRepulsion(SVGD):
 MALA_CHAINS, MALA_STEPS = 2000, 400
 
 
-def _run_mala(sampler_class: type[MALA]) -> tuple[torch.Tensor, list[float]]:
+def _run_mala(sampler_class: type[MALA], **params) -> tuple[torch.Tensor, list[float]]:
     rates: list[float] = []
-    x = run_chain(sampler_class(), TARGET, MALA_CHAINS, MALA_STEPS, make_generator(11),
+    x = run_chain(sampler_class(**params), TARGET, MALA_CHAINS, MALA_STEPS, make_generator(11),
                   on_step=lambda state, info: rates.append(float(info["acceptance_rate"])))
     return x, rates
 
@@ -125,6 +125,15 @@ def test_mala_reaches_mean_and_covariance_of_a_correlated_gaussian():
     # Sanity bound, not a statistical test: after warm-up the acceptance rate (an average over
     # 2000 chains) sits near the 0.574 that dual averaging aimed for.
     assert abs(sum(rates[MALA_STEPS // 2:]) / (MALA_STEPS // 2) - 0.574) < 0.05
+
+
+def test_mala_with_per_chain_steps_reaches_the_same_mean_and_covariance():
+    # Each chain adapts its own h during warm-up and keeps it frozen after: every chain is then
+    # an exact MALA chain, so the same checks (same tolerances) must pass.
+    x, rates = _run_mala(MALA, adaptation="per_chain")
+    assert mean_check(TARGET, x)
+    assert all(covariance_checks(TARGET, x))
+    assert abs(sum(rates[MALA_STEPS // 2:]) / (MALA_STEPS // 2) - 0.574) < 0.1
 
 
 def test_mala_without_proposal_ratio_fails_the_same_checks():

@@ -49,7 +49,7 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     from benchmark.tables import write_tables
 
     store = ResultsStore(store_dir)
-    rows = store.load()
+    rows, _ = store.load_current()
     if rows.empty:
         raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
     stored = sorted(rows["metric"].unique())
@@ -202,7 +202,7 @@ def _command_compare(args: argparse.Namespace) -> int:
         path = Path(getattr(args, role))
         if not path.is_dir():
             raise UsageError(f"{role} store '{path}' does not exist")
-        rows[role] = ResultsStore(path).load()
+        rows[role], _ = ResultsStore(path).load_current()
         if rows[role].empty:
             raise UsageError(f"no results in {role} store '{path}' (expected {path}/cells/*.csv)")
     if args.metric:

@@ -80,7 +80,7 @@ class PlotData:
     @classmethod
     def load(cls, root: str | os.PathLike) -> PlotData:
         store = ResultsStore(root)
-        rows, history = store.load(), store.load_history()
+        rows, history = store.load_current()
         labels = [*rows["sampler"].astype(str), *history["sampler"].astype(str)]
         return cls(Path(root), rows, history, sampler_colors(labels))
 

@@ -132,6 +132,30 @@ class ResultsStore:
         order = ["target", "sampler", "budget", "seed", "metric"]
         return self._load(self.cells_dir, COLUMNS, order)
 
+    def load_current(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rows and training histories reports read: those of cells the recorded plans
+        still name.
+
+        When a sampler's default changes, its matrix plans new cells (new ids). The old
+        cells stay on disk — nothing is ever deleted — but no longer belong to any matrix run
+        into the store, and mixing them with the new ones under the same label would average
+        two configurations. Tables, figures and ``compare`` therefore read only planned cells
+        (and the histories of those cells' trainings). A store without a recorded plan (made
+        before plans were recorded) reports everything.
+
+        Returns:
+            ``(rows, history)`` in the schemas of :meth:`load` and :meth:`load_history`.
+        """
+        rows, history, plan = self.load(), self.load_history(), self.load_plan()
+        if plan.empty:
+            return rows, history
+        rows = rows[rows["cell_id"].isin(set(plan["cell_id"]))].reset_index(drop=True)
+        # A training is identified in both files by target, sampler label, params and seed.
+        key = ["target", "sampler", "params", "seed"]
+        current = set(map(tuple, rows[key].astype(str).drop_duplicates().to_numpy()))
+        planned = [tuple(k) in current for k in history[key].astype(str).to_numpy()]
+        return rows, history[planned].reset_index(drop=True)
+
     def write_plan(self, matrix: str, cells: Iterable[Mapping]) -> None:
         """Record the cells ``matrix`` plans (rows with :data:`PLAN_COLUMNS`), replacing its
         previous plan."""

@@ -346,3 +346,24 @@ def test_time_to_quality_matches_the_cheapest_iterative_sampler_at_least_as_good
     # A store without a neural sampler gets no such table.
     iterative = rows[rows["sampler"].ne("dft_ns")]
     assert "time_to_quality" not in write_tables(iterative, tmp_path / "iterative")
+
+
+def test_reports_read_only_planned_cells_and_their_trainings(tmp_path):
+    # Two trainings of "dft_ns" on donut: an old configuration (cell "old", no longer planned)
+    # and the current one. Reports must see the current cell and its history only; nothing
+    # is deleted.
+    store = ResultsStore(tmp_path)
+    for cell_id, params, value in (("old", '{"sigma":0.05}', 2.0), ("new", '{"sigma":null}', 0.1)):
+        row = make_rows([("donut", "dft_ns", 1, 0, value)], "energy_distance").iloc[0].to_dict()
+        store.write_cell(cell_id, [{**row, "cell_id": cell_id, "params": params}])
+        store.write_history(cell_id, [{"train_key": cell_id, "target": "donut",
+                                       "sampler": "dft_ns", "params": params, "seed": 0,
+                                       "iteration": 100, "metric": "ksd_eval", "value": value}])
+    rows, history = store.load_current()
+    assert sorted(rows["cell_id"]) == ["new", "old"]  # no plan recorded: everything
+    assert len(history) == 2
+    store.write_plan("m", [{"cell_id": "new", "target": "donut", "sampler": "dft_ns",
+                            "budget": 1, "seed": 0}])
+    rows, history = store.load_current()
+    assert rows["cell_id"].tolist() == ["new"] and history["value"].tolist() == [0.1]
+    assert sorted(store.load()["cell_id"]) == ["new", "old"]  # still on disk

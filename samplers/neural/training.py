@@ -63,9 +63,9 @@ class NeuralParams:
     """Hyper-parameters shared by every neural implicit sampler, and why each default.
 
     The defaults are one configuration for every target family, chosen by the protocol of
-    ``docs/tuning.md`` (seed 100, disjoint from the reported seeds; evidence in
-    ``results/tuning-2d`` and below). Figures quoted are energy distance / its floor at
-    n = 1000 on 2-D targets, DFT-NS, one seed, unless said otherwise.
+    ``docs/tuning.md`` on seed 100 (disjoint from the reported seeds): the single trials listed
+    there, then the recorded round ``results/tuning-2d``. Figures quoted are energy distance /
+    its floor at n = 1000 on 2-D targets, DFT-NS, one training, unless said otherwise.
 
     Attributes:
         num_iterations: the *maximum* number of outer iterations; training usually ends

@@ -1,6 +1,7 @@
 """One neural-sampler training on one target, scored against exact samples (a tuning trial).
 
     python benchmark/scripts/neural_trial.py dft_ns donut,mog8 '{"batch_size": 2048}' TAG
+    python benchmark/scripts/neural_trial.py dft_ns gaussian_d@50 '{}'   # target with dim = 50
 
 Trains ``SAMPLER`` with the JSON parameter overrides on each target (training generator seed
 100, one thread), draws 1,000 samples (seed 101) and prints one JSON line per target: energy
@@ -33,7 +34,8 @@ def main(argv: list[str]) -> None:
     tag = argv[3] if len(argv) > 3 else ""
     torch.set_num_threads(1)
     for name in target_names:
-        target = make_target(name)
+        registry_name, _, dim = name.partition("@")
+        target = make_target(registry_name, **({"dim": int(dim)} if dim else {}))
         counting = CountingTarget(target)
         sampler = SAMPLERS[sampler_name](**overrides)
         start = time.perf_counter()

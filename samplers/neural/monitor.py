@@ -15,7 +15,7 @@ selects on ground-truth criteria (docs/tuning.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -84,11 +84,9 @@ class PlateauRule:
     best: float = math.inf
     since_best: int = 0
     decays: int = 0
-    history: list[tuple[int, float]] = field(default_factory=list)
 
-    def update(self, iteration: int, value: float) -> str:
+    def update(self, value: float) -> str:
         """Record one check; returns ``"continue"``, ``"decay"`` or ``"stop"``."""
-        self.history.append((iteration, value))
         if math.isfinite(value) and value < (1.0 - self.tolerance) * self.best:
             self.best, self.since_best = value, 0
             return "continue"

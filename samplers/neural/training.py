@@ -432,7 +432,7 @@ class NeuralImplicitSampler(NeuralSampler):
             if checked:
                 with self.sampling_weights():
                     value = self._monitor(target, *held_out)
-                decision = rule.update(iteration, value)
+                decision = rule.update(value)
                 if decision == "decay":
                     lr_scale *= params.lr_decay_factor
             last = iteration == num_iterations or decision == "stop"

@@ -260,14 +260,18 @@ def _command_train_ebm(args: argparse.Namespace) -> int:
     # The canonical command (every option explicit), so the checkpoint says how to remake it.
     command = ("python -m benchmark train-ebm " + " ".join(
         f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items()
-        if key not in ("command", "handler") and value is not None))
+        if key not in ("command", "handler", "resume", "stop_after") and value is not None))
     try:
-        checkpoint = train_energy(config, args.out, command, device=args.device or "cpu")
+        checkpoint = train_energy(config, args.out, command, device=args.device or "cpu",
+                                  resume=args.resume, stop_after=args.stop_after)
     except (ValueError, DatasetUnavailable) as error:
         raise UsageError(str(error)) from None
+    state = ("complete" if checkpoint["complete"] else
+             f"stopped at {checkpoint['iterations_done']} of {config.iterations} steps; continue "
+             "with the same command and --resume")
     print(f"trained {checkpoint['architecture']} width {config.width} on {config.dataset}: "
-          f"final loss {checkpoint['final_loss']:.6g}, {checkpoint['wall_seconds']:.1f} s; "
-          f"wrote {args.out}")
+          f"loss {checkpoint['final_loss']:.6g}, {checkpoint['wall_seconds']:.1f} s; "
+          f"{state}; wrote {args.out}")
     return 0
 
 
@@ -350,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_ebm.add_argument("--batch-size", type=int, default=128, help="default: 128")
     train_ebm.add_argument("--seed", type=int, default=0, help="default: 0")
     train_ebm.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    train_ebm.add_argument("--resume", action="store_true",
+                           help="continue the partial checkpoint at --out (same settings); "
+                                "bit for bit the uninterrupted run")
+    train_ebm.add_argument("--stop-after", type=int, default=None, metavar="STEP",
+                           help="stop after STEP steps in all and write a partial checkpoint "
+                                "to --resume from (train in slices)")
     train_ebm.add_argument("--device", help="cpu (default), cuda, cuda:1")
     train_ebm.add_argument("--architecture",
                            help="energy network (default: the one for the image size)")

@@ -138,7 +138,8 @@ def energy_from_checkpoint(checkpoint: dict) -> ResQuadraticEnergy:
 
 
 def train_energy(config: TrainConfig, out: Path | str | None = None, command: str = "",
-                 device: torch.device | str = "cpu", progress: bool | None = None) -> dict:
+                 device: torch.device | str = "cpu", progress: bool | None = None,
+                 resume: bool = False, stop_after: int | None = None) -> dict:
     """Train an energy with MDSM on a dataset's training split; return (and save) the checkpoint.
 
     Args:
@@ -148,6 +149,17 @@ def train_energy(config: TrainConfig, out: Path | str | None = None, command: st
         command: the exact command line, recorded for provenance.
         device: where to train.
         progress: show a tqdm bar (``None``: only on a terminal).
+        resume: continue from the partial checkpoint at ``out`` (written by an interrupted or
+            ``stop_after`` run of the same ``config``): weights, optimiser and schedule state,
+            the random generator's state and the loss history are restored, so the finished
+            run is bit for bit the uninterrupted one (same device and thread count). Without
+            a checkpoint at ``out`` it starts from scratch.
+        stop_after: end after this many steps in all (``None``: ``config.iterations``) and
+            write a partial checkpoint to resume from — a long training in slices.
+
+    Raises:
+        ValueError: bad sizes, or a checkpoint to resume from that is complete, has no resume
+            state, or was made with another configuration.
 
     Returns:
         The checkpoint dict (see module docstring; ``final_loss`` is the mean loss of the last
@@ -179,18 +191,35 @@ def train_energy(config: TrainConfig, out: Path | str | None = None, command: st
             "machine": platform.machine()}
     history: list[list[float]] = []  # [iteration, mean loss over the preceding window]
     window: list[float] = []
+    done, earlier_seconds = 0, 0.0
+    if resume and out is not None and Path(out).exists():
+        stored = load_checkpoint(out, map_location=device)
+        _check_resumable(stored, {key: base[key] for key in asdict(config)}, out)
+        energy.load_state_dict(stored["state_dict"])
+        state = stored["resume"]
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"].cpu())  # generator states live on the CPU
+        history, window = stored["loss_history"], list(state["window"])
+        done, earlier_seconds = int(stored["iterations_done"]), float(stored["wall_seconds"])
+    last = config.iterations if stop_after is None else min(int(stop_after), config.iterations)
     start = time.perf_counter()
 
-    def checkpoint(done: int) -> dict:
+    def checkpoint(step: int) -> dict:
         # The loss of the current window; right after a log line, that of the logged one.
         recent = window or ([history[-1][1]] if history else [math.nan])
-        return {**base, "state_dict": {k: v.detach().cpu().clone()
-                                       for k, v in energy.state_dict().items()},
-                "iterations_done": done, "complete": done == config.iterations,
-                "final_loss": float(sum(recent) / len(recent)), "loss_history": history,
-                "wall_seconds": time.perf_counter() - start}
+        result = {**base, "state_dict": {k: v.detach().cpu().clone()
+                                         for k, v in energy.state_dict().items()},
+                  "iterations_done": step, "complete": step == config.iterations,
+                  "final_loss": float(sum(recent) / len(recent)), "loss_history": history,
+                  "wall_seconds": earlier_seconds + time.perf_counter() - start}
+        if step < config.iterations:  # what a resumed run needs (the shipped file stays small)
+            result["resume"] = {"optimiser": optimiser.state_dict(),
+                                "schedule": schedule.state_dict(),
+                                "generator": generator.get_state(), "window": list(window)}
+        return result
 
-    bar = tqdm(range(1, config.iterations + 1), desc=f"mdsm {config.dataset}", unit="it",
+    bar = tqdm(range(done + 1, last + 1), desc=f"mdsm {config.dataset}", unit="it",
                disable=None if progress is None else not progress, mininterval=5.0)
     for step in bar:
         index = torch.randint(data.shape[0], (config.batch_size,), generator=generator,
@@ -212,10 +241,24 @@ def train_energy(config: TrainConfig, out: Path | str | None = None, command: st
         if out is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint(checkpoint(step), out)
     bar.close()
-    result = checkpoint(config.iterations)
+    result = checkpoint(max(last, done))
     if out is not None:
         save_checkpoint(result, out)
     return result
+
+
+def _check_resumable(stored: dict, expected: dict, path: Path | str) -> None:
+    """Raise ``ValueError`` unless ``stored`` is a partial checkpoint of the run whose settings
+    (:class:`TrainConfig` fields, architecture resolved) are ``expected``."""
+    if stored.get("complete") or "resume" not in stored:
+        raise ValueError(f"'{path}' is a finished checkpoint (or has no resume state); "
+                         "nothing to resume: choose another --out")
+    different = [key for key, value in expected.items()
+                 if key not in ("checkpoint_every", "log_every") and stored.get(key) != value]
+    if different:
+        key = different[0]
+        raise ValueError(f"cannot resume '{path}': it was trained with {key} = "
+                         f"{stored.get(key)!r}, this run has {expected[key]!r}")
 
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainConfig", "energy_from_checkpoint", "load_checkpoint",

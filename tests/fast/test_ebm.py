@@ -203,3 +203,26 @@ def test_train_ebm_command_rejects_an_unknown_dataset(tmp_path, capsys):
     code = main(["train-ebm", "--dataset", "nope", "--width", "2", "--iterations", "2",
                  "--out", str(tmp_path / "x.pt")])
     assert code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_resumed_training_is_bit_for_bit_the_uninterrupted_run(tmp_path):
+    # 7 steps straight, against 3 steps, a stop, and a resume from the partial checkpoint
+    # (weights, Adam and cosine-schedule state, the generator's state, the loss window).
+    config = TrainConfig(dataset="digits", width=4, iterations=7, batch_size=8, seed=3,
+                         checkpoint_every=2, log_every=2)
+    straight = train_energy(config, tmp_path / "straight.pt", progress=False)
+    partial = train_energy(config, tmp_path / "sliced.pt", progress=False, stop_after=3)
+    assert not partial["complete"] and partial["iterations_done"] == 3 and "resume" in partial
+    resumed = train_energy(config, tmp_path / "sliced.pt", progress=False, resume=True)
+    assert resumed["complete"] and resumed["iterations_done"] == 7 and "resume" not in resumed
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert resumed["loss_history"] == straight["loss_history"]
+    assert resumed["final_loss"] == straight["final_loss"]
+    # A finished checkpoint, or one of another configuration, is refused with the reason.
+    with pytest.raises(ValueError, match="finished checkpoint"):
+        train_energy(config, tmp_path / "sliced.pt", progress=False, resume=True)
+    train_energy(config, tmp_path / "other.pt", progress=False, stop_after=2)
+    other = TrainConfig(**{**config.__dict__, "lr": 3e-4})
+    with pytest.raises(ValueError, match="lr = 0.0001"):
+        train_energy(other, tmp_path / "other.pt", progress=False, resume=True)

@@ -8,8 +8,8 @@ and held out so it never enters a gradient. The target evaluations it makes are 
 training NFE like every other (the caller's ``CountingTarget`` sees them).
 
 The monitor decides *when to stop*, never *what is reported*: KSD can prefer a collapsed
-sampler (METRICS.md), so the weights are never rolled back to the monitor's best, and tuning
-selects on ground-truth criteria (docs/tuning.md).
+sampler (one arc of a ring can score well), so the weights are never rolled back to the
+monitor's best, and tuning selects on ground-truth criteria (docs/tuning.md).
 """
 
 from __future__ import annotations

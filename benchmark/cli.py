@@ -270,7 +270,7 @@ def _command_train_ebm(args: argparse.Namespace) -> int:
              f"stopped at {checkpoint['iterations_done']} of {config.iterations} steps; continue "
              "with the same command and --resume")
     print(f"trained {checkpoint['architecture']} width {config.width} on {config.dataset}: "
-          f"loss {checkpoint['final_loss']:.6g}, {checkpoint['wall_seconds']:.1f} s; "
+          f"final loss {checkpoint['final_loss']:.6g}, {checkpoint['wall_seconds']:.1f} s; "
           f"{state}; wrote {args.out}")
     return 0
 

@@ -14,6 +14,7 @@ from targets.blr import BayesianLogisticRegression
 from targets.counting import CountingTarget
 from targets.ebm.target import EBMDigits, EBMMnist5k
 from targets.intermediate import CorrelatedGaussian, FunnelD
+from targets.mfa import MFADigits, MFAFashion, MFAMnist
 from targets.rezende_mohamed import (
     RezendeMohamedU1,
     RezendeMohamedU2,
@@ -51,6 +52,9 @@ TARGETS: dict[str, type[Target]] = {
     "blr": BayesianLogisticRegression,
     "ebm_digits": EBMDigits,
     "ebm_mnist5k": EBMMnist5k,
+    "mfa_digits": MFADigits,
+    "mfa_mnist": MFAMnist,
+    "mfa_fashion": MFAFashion,
 }
 
 

@@ -83,9 +83,11 @@ class EBMTarget(Target):
 
     @property
     def provides(self) -> frozenset[str]:
-        """``score`` and ``images`` (samples are flattened images of :attr:`dataset`, so the
-        image metrics, FID and class coverage, apply); no ``reference``: no exact sampler."""
-        return super().provides | {"images"}
+        """``score``, ``images`` (samples are flattened images of :attr:`dataset`, so the
+        image metrics, FID and class coverage, apply) and ``mcmc_reference`` (its reference
+        is a stored long MALA run: FID against it applies); no ``reference``: no exact
+        sampler."""
+        return super().provides | {"images", "mcmc_reference"}
 
     def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
         """``0.5 + N(0, I)`` in pixel space (METHODS.md; MDSM's sampler initialisation for

@@ -152,7 +152,7 @@ def test_ebm_score_with_create_graph_gives_hessian_vector_products(name):
 def test_ebm_target_contract(name, dim, dtype):
     target = make_target(name, dtype=dtype)
     assert target.dim == dim and target.dataset == name.removeprefix("ebm_")
-    assert target.provides == frozenset({"score", "images"})
+    assert target.provides == frozenset({"score", "images", "mcmc_reference"})
     x0 = target.initial_positions(4, make_generator(0))
     assert x0.shape == (4, dim) and x0.dtype == dtype
     # 0.5 + N(0, I): centred on mid-grey (mean of 4·dim draws within 6 s.e. of 0.5).

@@ -275,7 +275,8 @@ def test_fid_floor_is_far_below_noise_and_collapse_shows_in_coverage():
 
 # -- the registered metrics and the EBM reference ----------------------------------------------
 class ImageGaussian(Target):
-    """A stand-in image energy on digits' 8x8 pixels: ``N(0.3, 0.2^2 I)``, ``provides`` images.
+    """A stand-in image energy on digits' 8x8 pixels: ``N(0.3, 0.2^2 I)``, ``provides`` images
+    (and an MCMC reference, like the EBMs).
 
     It has what the image metrics and the reference need (``dataset``, ``info["path"]`` of its
     "checkpoint") without training an energy.
@@ -290,7 +291,7 @@ class ImageGaussian(Target):
 
     @property
     def provides(self):
-        return frozenset({"score", "images"})
+        return frozenset({"score", "images", "mcmc_reference"})
 
     def log_prob(self, x):
         return -0.5 * ((x - 0.3) / 0.2).square().sum(dim=1)

@@ -10,7 +10,10 @@ from targets.grid import GridSampler
 
 # Image EBMs (d = 64, 1024) have their own contract tests in test_ebm.py: coordinate-wise finite
 # differences over all d would take minutes, and they have no reference sampler.
-NAMES = sorted(name for name in TARGETS if not name.startswith("ebm_"))
+# Image targets have their own tests (test_ebm.py, test_mfa.py): their log-densities reach
+# ~1e6 at this file's N(0, 2.25) test points, where float64 finite differences lose the
+# precision its tolerances assume, and mfa_fashion needs a dataset that may be absent.
+NAMES = sorted(name for name in TARGETS if not name.startswith(("ebm_", "mfa_")))
 MIXTURES = ("mog2", "mog2w", "mog8")
 
 

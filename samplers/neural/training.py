@@ -555,7 +555,8 @@ class NeuralImplicitSampler(NeuralSampler):
         # Weights are overwritten just below, so the init generator's draw does not matter.
         self.build_networks(int(state["dim"]), weight.device, weight.dtype,
                             torch.Generator(device=weight.device),
-                            image_shape=state.get("image_shape"), sigma=state["sigma"])
+                            # Checkpoints from before sigma was stored set it in their params.
+                            image_shape=state.get("image_shape"), sigma=state.get("sigma"))
         self.generator_net.load_state_dict(state["generator_net"])
         self.score_net.load_state_dict(state["score_net"])
         self.ledger = dict(state.get("ledger", {}))

@@ -153,7 +153,8 @@ class ResultsStore:
         # A training is identified in both files by target, sampler label, params and seed.
         key = ["target", "sampler", "params", "seed"]
         current = set(map(tuple, rows[key].astype(str).drop_duplicates().to_numpy()))
-        planned = [tuple(k) in current for k in history[key].astype(str).to_numpy()]
+        planned = pd.Series([tuple(k) in current for k in history[key].astype(str).to_numpy()],
+                            index=history.index, dtype=bool)  # a boolean mask even when empty
         return rows, history[planned].reset_index(drop=True)
 
     def write_plan(self, matrix: str, cells: Iterable[Mapping]) -> None:

@@ -67,7 +67,7 @@ def resolved_params(spec: SamplerSpec, params: dict) -> dict:
     from samplers import SAMPLERS
     from samplers.base import build_params
 
-    sampler_class = resolve("sampler", spec.name, SAMPLERS)
+    sampler_class = resolve("sampler", spec.name, SAMPLERS, spec.plugin_dir)
     full = dataclasses.asdict(build_params(sampler_class.Params, spec.name, params))
     # Fields added to a Params class later say so (metadata identity="omit_default"): at their
     # default they are left out, so cells stored before the field existed keep their ids.
@@ -235,13 +235,47 @@ def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
     from targets import TARGETS
 
     reasons = {}
-    for spec in matrix.targets:
-        check = getattr(resolve("target", spec.name, TARGETS), "unavailable_reason", None)
-        reason = check(**dict(spec.params)) if check is not None else None
+    for index, spec in enumerate(matrix.targets):
+        check = getattr(resolve("target", spec.name, TARGETS, spec.plugin_dir),
+                        "unavailable_reason", None)
+        try:
+            reason = check(**dict(spec.params)) if check is not None else None
+        except Exception as error:  # noqa: BLE001 - bad params: the constructor's reason
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise MatrixError(f"targets[{index}] ('{spec.label}'): cannot build target "
+                              f"'{spec.name}' with params {dict(spec.params)}: {message}") from None
         if reason:
             reasons[spec.label] = reason
     kept = tuple(spec for spec in matrix.targets if spec.label not in reasons)
     return dataclasses.replace(matrix, targets=kept), reasons
+
+
+def check_targets(matrix: Matrix) -> None:
+    """Build every target of ``matrix`` once, so bad parameters and missing or unreadable files
+    (EBM checkpoints, parameter files, datasets) stop the run before any cell does.
+
+    Also refuses ``denoise = true`` for a sampler on a target without ``denoise_sigma``.
+
+    Raises:
+        MatrixError: one line naming the target entry and what is wrong.
+    """
+    for index, spec in enumerate(matrix.targets):
+        where = f"targets[{index}] ('{spec.label}')"
+        try:
+            target = build_target(spec.name, dict(spec.params), matrix.device, matrix.dtype,
+                                  spec.plugin_dir)
+        except MatrixError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the constructor's reason, one line
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise MatrixError(f"{where}: cannot build target '{spec.name}' with params "
+                              f"{dict(spec.params)}: {reason}") from None
+        for sampler in matrix.samplers:
+            runs_here = sampler.targets is None or spec.label in sampler.targets
+            if sampler.denoise and runs_here and getattr(target, "denoise_sigma", None) is None:
+                raise MatrixError(f"samplers '{sampler.label}': denoise = true, but target "
+                                  f"'{spec.label}' has no denoise_sigma; restrict the entry "
+                                  f"with targets = [...] to targets that have one")
 
 
 def select_targets(matrix: Matrix, labels: Sequence[str]) -> Matrix:
@@ -274,11 +308,13 @@ def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
     return seed_from(cell.target.label, cell.sampler_label, cell.params, cell.seed) % count == index
 
 
-def build_target(name: str, params: dict, device: str, dtype: str) -> Target:
-    """A target from its registry name (or import path), constructor params, device and dtype."""
+def build_target(name: str, params: dict, device: str, dtype: str,
+                 plugin_dir: str | None = None) -> Target:
+    """A target from its registry name (or import path, from ``plugin_dir`` or an installed
+    package: :mod:`benchmark.plugins`), constructor params, device and dtype."""
     from targets import TARGETS
 
-    target_class = resolve("target", name, TARGETS)
+    target_class = resolve("target", name, TARGETS, plugin_dir)
     return target_class(device=device, dtype=DTYPES[dtype], **params)
 
 
@@ -286,7 +322,7 @@ def build_sampler(spec: SamplerSpec, overrides: dict) -> IterativeSampler | Neur
     """The sampler with the matrix's params; injected functions keep their defaults."""
     from samplers import SAMPLERS
 
-    sampler_class = resolve("sampler", spec.name, SAMPLERS)
+    sampler_class = resolve("sampler", spec.name, SAMPLERS, spec.plugin_dir)
     defaults = json.loads(canonical_json(dataclasses.asdict(sampler_class.Params())))
     return sampler_class(**{k: v for k, v in overrides.items() if v != defaults.get(k)})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,12 +15,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmark.matrix import MATRIX_DIR, MatrixError, check_device, load_matrix
+from benchmark.store import StoreFileError
 
 RESULTS_DIR = Path("results")
 
 
 class UsageError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with every usage error as one line on stderr (exit 2), like other errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -68,7 +77,12 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device)
     matrix = load_matrix(args.matrix, device=args.device)
-    from benchmark.cells import drop_unavailable_targets, plan_records, select_targets
+    from benchmark.cells import (
+        check_targets,
+        drop_unavailable_targets,
+        plan_records,
+        select_targets,
+    )
 
     planned = plan_records(matrix)  # the whole matrix, whatever --target and --shard pick
     if args.target:
@@ -76,19 +90,26 @@ def _command_run(args: argparse.Namespace) -> int:
     matrix, unavailable = drop_unavailable_targets(matrix)
     for label, reason in unavailable.items():
         print(f"skipped target '{label}': {reason}", flush=True)
+    check_targets(matrix)  # bad target params or files stop here, before any cell
     if matrix.num_threads is not None:
         import torch
 
         torch.set_num_threads(matrix.num_threads)
     out = Path(args.out) if args.out else RESULTS_DIR / "runs" / matrix.name
+    _check_writable(out, "--out")
     store = ResultsStore(out)
     shard = _parse_shard(args.shard)
-    cells = [c for c in plan_cells(matrix) if in_shard(c, shard)]
-    todo = [c for c in cells if args.force or not store.has_cell(c.cell_id)]
-    print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
-          f"results in {out}", flush=True)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
+    cells = [c for c in plan_cells(matrix) if in_shard(c, shard)]
+    status = {c.cell_id: store.cell_status(c.cell_id) for c in cells}
+    todo = [c for c in cells if args.force or status[c.cell_id] != "finished"]
+    print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
+          f"results in {out}", flush=True)
+    for kind in ("failed", "unreadable"):
+        count = sum(value == kind for value in status.values())
+        if count and not args.force:
+            print(f"rerunning {count} {kind} cell(s) found in the store", flush=True)
     if args.dry_run:
         from benchmark.cells import estimate_seconds
 
@@ -98,10 +119,12 @@ def _command_run(args: argparse.Namespace) -> int:
         print(f"estimate: {estimate.seconds:.1f} s from {estimate.sources} stored cells"
               f"{borrowed}; {estimate.without} cells without timing")
         return 0
+    for path in store.remove_stale_temporaries():
+        print(f"removed a temporary file left by a killed write: {path}", flush=True)
     store.write_plan(matrix.name, planned)
     save_samples = True if args.save_samples else None  # None: the matrix's save_samples
     start = time.perf_counter()
-    failed = 0
+    failed = diverged = 0
     bar = tqdm(total=len(todo), desc=matrix.name, unit="cell", disable=None)
     with contextlib.ExitStack() as stack:
         if args.workers is None and args.scheduler is None:
@@ -118,19 +141,62 @@ def _command_run(args: argparse.Namespace) -> int:
             results = run_matrix_distributed(matrix, store, args.cache, client,
                                              force=args.force, shard=shard,
                                              save_samples=save_samples)
+        report = ProgressLines(len(todo), enabled=bar.disable)
         for cell, rows in stack.enter_context(contextlib.closing(results)):
             bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
             bar.update()
+            report.finished(failed + (bool(rows) and rows[0]["status"] == "failed"))
+            diverged += bool(rows) and rows[0]["status"] == "diverged"
             if rows and rows[0]["status"] == "failed":
                 failed += 1
                 tqdm.write(f"failed: {cell.target.label} {cell.sampler_label}@{cell.budget} "
                            f"seed {cell.seed}: {rows[0]['reason']}")
     bar.close()
-    print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed")
+    print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed, "
+          f"{diverged} diverged")
     _print_tables(out, [m for m in matrix.metrics])
     if not args.no_figures:
         _write_figures(out, out / "figures", None)
     return 1 if failed else 0
+
+
+class ProgressLines:
+    """Progress for logs (no terminal, so no tqdm bar): one line at most every ``every``
+    seconds and one at the last cell, with done/total, failures, elapsed time and an ETA."""
+
+    def __init__(self, total: int, enabled: bool, every: float = 30.0) -> None:
+        self.total, self.enabled, self.every = total, enabled, every
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def finished(self, failed: int) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < self.every and self.done < self.total):
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        print(f"progress: {self.done}/{self.total} cells, {failed} failed, elapsed "
+              f"{_clock(elapsed)}, ETA {_clock(eta)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a results directory that is a file or cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option}: '{path}' is a file, not a results directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option}: cannot create '{path}': {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{option}: '{path}' is not writable")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -275,9 +341,19 @@ def _command_train_ebm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sampler-bench")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark",
+    parser = OneLineParser(prog="python -m benchmark",
                                      description="Benchmark samplers of un-normalised densities.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a matrix of cells into a results store")
@@ -384,9 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (MatrixError, UsageError) as error:
+    except (MatrixError, UsageError, StoreFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Finished cells are already in the store (each is written atomically when done).
+        print("interrupted: finished cells are stored; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,6 +16,23 @@ group (target, sampler, budget, metric). A group present in both is a regression
 * or it had a finite mean and has none now (every seed diverged/failed, or the metric became
   non-finite).
 
+* or, seed by seed, one value of the current store lies beyond the baseline's prediction
+  interval: ``worsening of x_c,s against mean_b > max(abs_tol, t_{S_b-1, 1-alpha} · s_b ·
+  sqrt(1 + 1/S_b))`` with ``s_b`` the baseline's own spread over its ``S_b >= 2`` seeds and
+  ``alpha = SEED_ALPHA = 1e-3``. A single bad seed inflates the current s.e. and can hide
+  behind the mean rule (KSD 0.187 -> 5.0 on one of two seeds did); it cannot inflate the
+  baseline's spread. If the change is neutral, each current value is a fresh draw from the
+  baseline's law and crosses with probability ``alpha`` (Student t, exact for normal values),
+  so a group with ``S_c`` seeds raises a false alarm with probability at most ``S_c · alpha``
+  from this rule (0.3% at 3 seeds), on top of the mean rule's;
+* or a cell with status ``ok`` now has a NaN/inf value for a metric that applies (the metric
+  failed or overflowed) where the baseline had none.
+
+Groups are keyed by (target, sampler, budget, metric) *and* the cell's ``n`` and resolved
+sampler ``params``: stores run with a different ``n`` or different parameters are different
+experiments, listed as ``removed`` + ``added`` (with ``n`` and a params hash in the label)
+rather than compared as if equal.
+
 Groups found in only one store are listed as ``added`` / ``removed``, never as regressions.
 Groups without a value on either side (e.g. a metric that does not apply to the target) are
 counted and left out of the table.
@@ -23,10 +40,13 @@ counted and left out of the table.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from benchmark.metrics import METRICS
 from benchmark.runner import REFERENCE_LABEL
@@ -42,6 +62,11 @@ ADDED = "added"
 REMOVED = "removed"
 NOT_AVAILABLE = "n/a"
 
+#: One-sided level of the per-seed prediction-interval rule (module docstring).
+SEED_ALPHA = 1e-3
+#: Columns that key a compared group: the table group plus the experiment's n and params.
+KEY = [*GROUP, "n", "params_key"]
+
 
 def lower_is_better(metric: str) -> bool:
     """Direction of a metric; metrics outside the registry count as lower-is-better."""
@@ -49,15 +74,59 @@ def lower_is_better(metric: str) -> bool:
     return True if entry is None else entry.lower_is_better
 
 
+def params_key(params: str) -> str:
+    """A short stable hash of a cell's resolved-params JSON (shown in labels when needed)."""
+    return hashlib.sha256(str(params).encode()).hexdigest()[:8]
+
+
 def _summaries(rows: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
+    """Per (group, n, params): the aggregate's mean/s.e./counts, plus what the seed rules need:
+    ``values`` (seed -> finite value of an ok cell) and ``num_nonfinite`` (ok cells whose value
+    of an applicable metric is NaN/inf)."""
     if metrics:
         rows = rows[rows["metric"].isin(list(metrics))]
-    summary = aggregate(rows)
+    rows = rows.assign(params_key=rows["params"].astype(str).map(params_key),
+                       n=rows["n"].astype("int64"))
+    parts = []
+    for (n, key), subset in rows.groupby(["n", "params_key"], sort=True):
+        summary = aggregate(subset.drop(columns=["params_key"]))
+        summary["n"], summary["params_key"] = int(n), key
+        parts.append(summary)
+    columns = [*KEY, "mean", "se", "num_ok", "num_diverged", "num_failed"]
+    summary = (pd.concat(parts, ignore_index=True) if parts
+               else pd.DataFrame(columns=columns))
     # Keys must have one dtype on both sides of the merge (an empty aggregate is all object).
     summary["budget"] = summary["budget"].astype("int64")
-    for column in ("target", "sampler", "metric"):
+    summary["n"] = summary["n"].astype("int64")
+    for column in ("target", "sampler", "metric", "params_key"):
         summary[column] = summary[column].astype(str)
+    values = pd.to_numeric(rows["value"], errors="coerce").astype(float)
+    ok = rows["status"].eq("ok")
+    applicable = ~rows["reason"].fillna("").astype(str).str.startswith("not applicable")
+    per_seed, nonfinite = {}, {}
+    frame = rows.assign(value=values, finite=ok & np.isfinite(values),
+                        nonfinite=ok & applicable & ~np.isfinite(values))
+    for group, subset in frame.groupby(KEY, sort=False):
+        key = tuple(str(v) if i not in (2, 4) else int(v) for i, v in enumerate(group))
+        kept = subset[subset["finite"]]
+        per_seed[key] = dict(zip(kept["seed"].astype(int), kept["value"], strict=True))
+        nonfinite[key] = int(subset["nonfinite"].sum())
+    keys = [tuple(str(v) if i not in (2, 4) else int(v) for i, v in enumerate(row))
+            for row in summary[KEY].itertuples(index=False)]
+    summary["values"] = [per_seed.get(key, {}) for key in keys]
+    summary["num_nonfinite"] = [nonfinite.get(key, 0) for key in keys]
     return summary
+
+
+def seed_threshold(baseline_values: Sequence[float], abs_tol: float) -> float:
+    """How much worse than the baseline mean one current seed may be (module docstring):
+    ``max(abs_tol, t_{S-1, 1-SEED_ALPHA} · s_b · sqrt(1 + 1/S))``; ``inf`` below 2 seeds."""
+    count = len(baseline_values)
+    if count < 2:
+        return math.inf
+    spread = float(np.std(np.asarray(baseline_values, dtype=float), ddof=1))
+    quantile = float(stats.t.ppf(1.0 - SEED_ALPHA, df=count - 1))
+    return max(abs_tol, quantile * spread * math.sqrt(1.0 + 1.0 / count))
 
 
 def _mean_se(mean: float, se: float) -> str:
@@ -106,15 +175,26 @@ def _judge(row: dict, abs_tol: float, k: float) -> dict:
     finite_b, finite_c = math.isfinite(mean_b), math.isfinite(mean_c)
     if finite_b and not finite_c:
         return {**result, "regression": True, "verdict": f"{REGRESSION} (no finite values)"}
+    if row["num_nonfinite_b"] == 0 and row["num_nonfinite_c"] > 0:
+        return {**result, "regression": True,
+                "verdict": f"{REGRESSION} (ok cell with a NaN/inf value)"}
     if not finite_b:
         return {**result, "verdict": FIXED if finite_c else NOT_AVAILABLE}
+    sign = 1.0 if lower_is_better(str(row["metric"])) else -1.0
+    limit = seed_threshold(list(row["values_b"].values()), abs_tol)
+    bad_seeds = sorted(seed for seed, value in row["values_c"].items()
+                       if sign * (value - mean_b) > limit)
+    if bad_seeds:
+        return {"delta": mean_c - mean_b, "threshold": limit, "regression": True,
+                "verdict": f"{REGRESSION} (seed {', '.join(map(str, bad_seeds))} beyond the "
+                           f"baseline's spread)"}
 
     def or_zero(se: float) -> float:
         return float(se) if math.isfinite(float(se)) else 0.0
 
     delta = mean_c - mean_b
     threshold = max(abs_tol, k * math.hypot(or_zero(row["se_b"]), or_zero(row["se_c"])))
-    worsening = delta if lower_is_better(str(row["metric"])) else -delta
+    worsening = sign * delta
     if worsening > threshold:
         verdict = REGRESSION
     elif -worsening > threshold:
@@ -148,23 +228,26 @@ def compare_results(baseline: pd.DataFrame, current: pd.DataFrame, *, abs_tol: f
     if not (math.isfinite(abs_tol) and abs_tol >= 0 and math.isfinite(k) and k >= 0):
         raise ValueError(f"abs_tol and k must be finite and >= 0, got {abs_tol} and {k}")
     merged = _summaries(baseline, metrics).merge(
-        _summaries(current, metrics), on=GROUP, how="outer", suffixes=("_b", "_c"),
+        _summaries(current, metrics), on=KEY, how="outer", suffixes=("_b", "_c"),
         indicator=True, sort=True)
+    # A group whose n or params differ between the stores shows them in its label.
+    twins = merged.groupby(GROUP)["_merge"].transform("size") > 1
     records = []
-    for row in merged.to_dict("records"):
+    for row, twin in zip(merged.to_dict("records"), twins, strict=True):
         texts = {}
         for side in ("b", "c"):
             present = row["_merge"] in ("both", {"b": "left_only", "c": "right_only"}[side])
             texts[side] = _describe(row[f"mean_{side}"], row[f"se_{side}"], row[f"num_ok_{side}"],
                                     row[f"num_diverged_{side}"], row[f"num_failed_{side}"]
                                     ) if present else ""
-        records.append({**{key: row[key] for key in GROUP},
+        records.append({**{key: row[key] for key in KEY},
+                        "setup": f"n={int(row['n'])}, params {row['params_key']}" if twin else "",
                         "baseline": texts["b"], "current": texts["c"],
                         "mean_b": row["mean_b"], "se_b": row["se_b"],
                         "mean_c": row["mean_c"], "se_c": row["se_c"],
                         **_judge(row, abs_tol, k)})
-    columns = GROUP + ["baseline", "current", "mean_b", "se_b", "mean_c", "se_c", "delta",
-                       "threshold", "verdict", "regression"]
+    columns = KEY + ["setup", "baseline", "current", "mean_b", "se_b", "mean_c", "se_c", "delta",
+                     "threshold", "verdict", "regression"]
     return pd.DataFrame(records, columns=columns)
 
 
@@ -192,7 +275,7 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         return "(no groups to compare)"
     table = pd.DataFrame({
         "group": [group_label(r.target, r.sampler, r.budget, r.metric)
-                  for r in shown.itertuples(index=False)],
+                  + (f" [{r.setup}]" if r.setup else "") for r in shown.itertuples(index=False)],
         "baseline (mean ± s.e.)": shown["baseline"].to_numpy(),
         "current (mean ± s.e.)": shown["current"].to_numpy(),
         "delta": [_number(v, signed=True) for v in shown["delta"]],
@@ -215,4 +298,6 @@ def summary_line(comparison: pd.DataFrame, *, abs_tol: float, k: float) -> str:
     skipped = int(verdicts.eq(NOT_AVAILABLE).sum())
     return (f"compare: {compared} groups compared: {', '.join(counts)}; "
             f"{skipped} without values skipped (regression: worse by more than "
-            f"max({abs_tol:g}, {k:g} × combined s.e.), or ok → diverged/failed)")
+            f"max({abs_tol:g}, {k:g} × combined s.e.), a seed beyond the baseline's "
+            f"{1 - SEED_ALPHA:.1%} prediction interval, ok → diverged/failed, or a NaN/inf "
+            f"value)")

@@ -38,8 +38,9 @@ Every problem is reported as one line naming the key and the valid choices
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmark import plugins
+from benchmark.plugins import describe, search_dirs_of
 
 MATRIX_DIR = Path(__file__).parent / "matrices"
 
@@ -70,6 +74,7 @@ class TargetSpec:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     n: int | None = None  # samples per cell on this target; None: the matrix's n
+    plugin_dir: str | None = None  # folder an import-path target came from (benchmark.plugins)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class SamplerSpec:
     targets: tuple[str, ...] | None = None  # target labels it runs on; None: every target
     denoise: bool = False  # final Tweedie step x + sigma0^2 s(x) by the runner (+1 NFE at most)
     seeds: tuple[int, ...] | None = None  # a subset of the matrix's seeds; None: all of them
+    plugin_dir: str | None = None  # folder an import-path sampler came from (benchmark.plugins)
 
 
 @dataclass(frozen=True)
@@ -122,18 +128,63 @@ def _choices(options) -> str:
     return ", ".join(sorted(options))
 
 
-def resolve(kind: str, name: str, registry: Mapping[str, Any]) -> Any:
-    """A registry entry, or an object named by import path ``package.module:object``."""
-    if name in registry:
-        return registry[name]
-    if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise MatrixError(f"cannot import {kind} '{name}': {error}") from None
-    raise MatrixError(f"unknown {kind} '{name}'; valid choices: {_choices(registry)} "
-                      f"(or an import path package.module:object)")
+def resolve(kind: str, name: str, registry: Mapping[str, Any],
+            plugin_dir: str | None = None, search_dirs: tuple[str, ...] = ()) -> Any:
+    """The class a matrix names: a registry entry, or an import path the policy of
+    :mod:`benchmark.plugins` allows (from ``plugin_dir``/``search_dirs`` or an installed
+    package, and a ``Target``/``Sampler`` subclass)."""
+    return resolve_with_folder(kind, name, registry, (*search_dirs, *search_dirs_of(plugin_dir)))[0]
+
+
+def resolve_with_folder(kind: str, name: str, registry: Mapping[str, Any],
+                        search_dirs: tuple[str, ...] = ()) -> tuple[Any, str | None]:
+    """:func:`resolve`, also returning the folder a plugin was imported from (else ``None``)."""
+    from samplers.base import Sampler
+    from targets.base import Target
+
+    base = Target if kind == "target" else Sampler
+    try:
+        return plugins.resolve(kind, name, registry, base, search_dirs)
+    except plugins.PluginError as error:
+        raise MatrixError(str(error)) from None
+
+
+#: Names and labels end up in file names, Markdown and LaTeX cells: letters, digits and
+#: ``_ . + = @ : -`` (``:`` for an import path used as its own label), starting with a letter
+#: or digit, at most 80 characters. No spaces, ``/``, ``|``, ``\``, quotes or line breaks.
+SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=@:-]{0,79}$")
+
+
+def _safe_label(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not SAFE_LABEL.match(value):
+        raise MatrixError(f"{where}: {describe(value)} is not a valid name; use 1-80 letters, "
+                          f"digits and _ . + = @ : - (starting with a letter or digit)")
+    return value
+
+
+def _table(where: str, value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise MatrixError(f"{where}: expected a table (e.g. {{key = value}}), got "
+                          f"{type(value).__name__} {describe(value)}")
+    return dict(value)
+
+
+def _check_value(where: str, value: Any, annotation: Any) -> None:
+    """Check ``value`` against a constructor annotation such as ``"int | None"``.
+
+    Only the simple types matrix values can have are checked (int, float, str, bool, None,
+    Path); other annotations accept anything and leave the check to the constructor.
+    """
+    names = [part.strip() for part in str(annotation).replace("typing.", "").split("|")]
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: (isinstance(v, int | float) and not isinstance(v, bool)
+                                  and math.isfinite(v)),
+              "str": lambda v: isinstance(v, str), "Path": lambda v: isinstance(v, str),
+              "bool": lambda v: isinstance(v, bool), "None": lambda v: v is None}
+    if not all(name in checks for name in names):
+        return
+    if not any(checks[name](value) for name in names):
+        raise MatrixError(f"{where}: expected {' or '.join(names)}, got {describe(value)}")
 
 
 def _check_keys(where: str, table: Mapping, allowed: set[str]) -> None:
@@ -155,37 +206,48 @@ def _int_list(where: str, value: Any, minimum: int) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _target_spec(where: str, entry: Any, registry: Mapping) -> TargetSpec:
+def _target_spec(where: str, entry: Any, registry: Mapping,
+                 search_dirs: tuple[str, ...]) -> TargetSpec:
     if isinstance(entry, str):
         entry = {"name": entry}
     _check_keys(where, entry, TARGET_KEYS)
     if "name" not in entry:
         raise MatrixError(f"{where}: missing key 'name'")
-    target_class = resolve("target", entry["name"], registry)
-    params = dict(entry.get("params", {}))
+    if not isinstance(entry["name"], str):
+        raise MatrixError(f"{where}.name: expected a target name, got {describe(entry['name'])}")
+    target_class, plugin_dir = resolve_with_folder("target", entry["name"], registry,
+                                                   search_dirs)
+    params = _table(f"{where}.params", entry.get("params", {}))
     signature = inspect.signature(target_class.__init__)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     valid = {p for p in signature.parameters if p not in ("self", "device", "dtype")}
-    for key in params:
+    for key, value in params.items():
         if not accepts_any and key not in valid:
             raise MatrixError(f"{where}.params: unknown parameter '{key}' for target "
                               f"'{entry['name']}'; valid parameters: {_choices(valid) or '(none)'}")
+        if key in signature.parameters:
+            _check_value(f"{where}.params.{key}", value, signature.parameters[key].annotation)
     n = entry.get("n")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 2):
         raise MatrixError(f"{where}.n: expected an integer >= 2, got {n!r}")
-    return TargetSpec(label=str(entry.get("label", entry["name"])), name=entry["name"],
-                      params=params, n=n)
+    label = _safe_label(f"{where}.label", entry.get("label", entry["name"]))
+    return TargetSpec(label=label, name=entry["name"], params=params, n=n,
+                      plugin_dir=plugin_dir)
 
 
-def _sampler_spec(where: str, entry: Any, registry: Mapping) -> SamplerSpec:
+def _sampler_spec(where: str, entry: Any, registry: Mapping,
+                  search_dirs: tuple[str, ...]) -> SamplerSpec:
     from samplers.base import build_params
 
     _check_keys(where, entry, SAMPLER_KEYS)
     for key in ("name", "budgets"):
         if key not in entry:
             raise MatrixError(f"{where}: missing key '{key}'")
-    sampler_class = resolve("sampler", entry["name"], registry)
-    params = dict(entry.get("params", {}))
+    if not isinstance(entry["name"], str):
+        raise MatrixError(f"{where}.name: expected a sampler name, got {describe(entry['name'])}")
+    sampler_class, plugin_dir = resolve_with_folder("sampler", entry["name"], registry,
+                                                    search_dirs)
+    params = _table(f"{where}.params", entry.get("params", {}))
     try:
         build_params(sampler_class.Params, entry["name"], params)
     except (TypeError, ValueError) as error:
@@ -198,27 +260,33 @@ def _sampler_spec(where: str, entry: Any, registry: Mapping) -> SamplerSpec:
     if targets is not None and (not isinstance(targets, list) or not targets
                                 or not all(isinstance(t, str) for t in targets)):
         raise MatrixError(f"{where}.targets: expected a non-empty list of target labels, "
-                          f"got {targets!r}")
+                          f"got {describe(targets)}")
     denoise = entry.get("denoise", False)
     if not isinstance(denoise, bool):
-        raise MatrixError(f"{where}.denoise: expected true or false, got {denoise!r}")
+        raise MatrixError(f"{where}.denoise: expected true or false, got {describe(denoise)}")
     if denoise and float(params.get("denoise_sigma", 0.0)) > 0:
         raise MatrixError(f"{where}: denoise = true with the sampler's own denoise_sigma "
                           f"= {params['denoise_sigma']} would denoise twice; set one of them")
     seeds = entry.get("seeds")
     if seeds is not None:
         seeds = _int_list(f"{where}.seeds", seeds, minimum=0)
-    label = str(entry.get("label", entry["name"]))
+    label = _safe_label(f"{where}.label", entry.get("label", entry["name"]))
     if denoise and not label.endswith(DENOISE_SUFFIX):
         label += DENOISE_SUFFIX
     return SamplerSpec(label=label, name=entry["name"],
                        params=params, budgets=budgets, kind=sampler_class.kind,
                        targets=None if targets is None else tuple(targets), denoise=denoise,
-                       seeds=seeds)
+                       seeds=seeds, plugin_dir=plugin_dir)
 
 
-def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matrix:
-    """Validate a decoded TOML document and return the :class:`Matrix` it describes."""
+def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix",
+                 search_dirs: tuple[str | Path, ...] = ()) -> Matrix:
+    """Validate a decoded TOML document and return the :class:`Matrix` it describes.
+
+    ``search_dirs``: folders whose modules import paths may name (the matrix file's folder;
+    :mod:`benchmark.plugins`). Targets are not built here: :func:`check_targets` does that.
+    """
+    search_dirs = tuple(str(Path(folder).resolve()) for folder in search_dirs)
     from benchmark.metrics import METRICS
     from samplers import SAMPLERS
     from targets import TARGETS
@@ -227,7 +295,10 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
     for key in ("targets", "samplers"):
         if key not in data:
             raise MatrixError(f"matrix: missing key '{key}'")
-    name = str(data.get("name", default_name))
+    name = _safe_label("name", data.get("name", default_name))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise MatrixError(f"description: expected a string, got {describe(description)}")
     seed = data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise MatrixError(f"seed: expected an integer, got {seed!r}")
@@ -235,13 +306,16 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
     n = data.get("n", 1000)
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
         raise MatrixError(f"n: expected an integer >= 2, got {n!r}")
-    device = str(data.get("device", "cpu"))
+    device = data.get("device", "cpu")
+    if not isinstance(device, str):
+        raise MatrixError(f"device: expected a string such as \"cpu\", got {describe(device)}")
     check_device(device)
-    dtype = str(data.get("dtype", "float32"))
-    if dtype not in DTYPES:
+    dtype = data.get("dtype", "float32")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise MatrixError(f"dtype: unknown dtype '{dtype}'; valid choices: {_choices(DTYPES)}")
     num_threads = data.get("num_threads")
-    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+    if num_threads is not None and (not isinstance(num_threads, int)
+                                    or isinstance(num_threads, bool) or num_threads < 1):
         raise MatrixError(f"num_threads: expected an integer >= 1, got {num_threads!r}")
     cell_timeout = data.get("cell_timeout")
     if cell_timeout is not None and (isinstance(cell_timeout, bool)
@@ -255,17 +329,19 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
     if not isinstance(metrics, list) or not metrics:
         raise MatrixError(f"metrics: expected a non-empty list of metric names, got {metrics!r}")
     for metric in metrics:
-        if metric not in METRICS:
-            raise MatrixError(f"metrics: unknown metric '{metric}'; valid choices: "
+        if not isinstance(metric, str) or metric not in METRICS:
+            raise MatrixError(f"metrics: unknown metric {describe(metric)}; valid choices: "
                               f"{_choices(METRICS)}")
+    if len(set(metrics)) != len(metrics):
+        raise MatrixError(f"metrics: repeated metric in {metrics!r}; name each metric once")
 
     if not isinstance(data["targets"], list) or not data["targets"]:
         raise MatrixError("targets: expected a non-empty list")
-    targets = tuple(_target_spec(f"targets[{i}]", entry, TARGETS)
+    targets = tuple(_target_spec(f"targets[{i}]", entry, TARGETS, search_dirs)
                     for i, entry in enumerate(data["targets"]))
     if not isinstance(data["samplers"], list) or not data["samplers"]:
         raise MatrixError("samplers: expected a non-empty list of [[samplers]] tables")
-    samplers = tuple(_sampler_spec(f"samplers[{i}]", entry, SAMPLERS)
+    samplers = tuple(_sampler_spec(f"samplers[{i}]", entry, SAMPLERS, search_dirs)
                      for i, entry in enumerate(data["samplers"]))
     target_labels = {spec.label for spec in targets}
     for i, spec in enumerate(samplers):
@@ -287,13 +363,21 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
             raise MatrixError("samplers: the label 'reference' is reserved for floor rows")
 
     overrides = []
-    for i, entry in enumerate(data.get("overrides", [])):
+    entries = data.get("overrides", [])
+    if not isinstance(entries, list):
+        raise MatrixError(f"overrides: expected a list of [[overrides]] tables, got "
+                          f"{describe(entries)}")
+    for i, entry in enumerate(entries):
         where = f"overrides[{i}]"
         _check_keys(where, entry, OVERRIDE_KEYS)
         for key in ("sampler", "target", "params", "reason"):
             if key not in entry:
                 raise MatrixError(f"{where}: missing key '{key}' (every override must say how "
                                   f"it was chosen in 'reason')")
+        _table(f"{where}.params", entry["params"])
+        if not isinstance(entry["reason"], str) or not entry["reason"].strip():
+            raise MatrixError(f"{where}.reason: expected a non-empty string saying how the "
+                              f"value was chosen, got {describe(entry['reason'])}")
         sampler = next((s for s in samplers if s.label == entry["sampler"]), None)
         if sampler is None:
             raise MatrixError(f"{where}.sampler: unknown sampler label '{entry['sampler']}'; "
@@ -304,7 +388,7 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
         try:
             from samplers.base import build_params
 
-            sampler_class = resolve("sampler", sampler.name, SAMPLERS)
+            sampler_class = resolve("sampler", sampler.name, SAMPLERS, sampler.plugin_dir)
             build_params(sampler_class.Params, sampler.name,
                          {**sampler.params, **entry["params"]})
         except (TypeError, ValueError) as error:
@@ -314,22 +398,40 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix") -> Matri
 
     return Matrix(name=name, seed=seed, seeds=seeds, n=n, device=device, dtype=dtype,
                   metrics=tuple(metrics), targets=targets, samplers=samplers,
-                  overrides=tuple(overrides), description=str(data.get("description", "")),
+                  overrides=tuple(overrides), description=description,
                   num_threads=num_threads,
                   cell_timeout=None if cell_timeout is None else float(cell_timeout),
                   save_samples=save_samples)
 
 
 def check_device(device: str) -> None:
-    """Reject device strings torch does not know, and CUDA devices this machine lacks."""
+    """Accept only devices this machine has: ``cpu``, ``cuda``/``cuda:N`` with CUDA and at least
+    N + 1 GPUs, ``mps`` where the MPS backend is available."""
+    here = ["cpu"]
+    if torch.cuda.is_available():
+        here += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    choices = ", ".join(here)
     try:
         parsed = torch.device(device)
-    except RuntimeError:
-        raise MatrixError(f"device: unknown device '{device}'; valid choices: cpu, cuda, "
-                          f"cuda:N, mps") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise MatrixError(f"device: '{device}' requested but CUDA is not available here; "
-                          f"use --device cpu")
+    except (RuntimeError, TypeError):
+        raise MatrixError(f"device: unknown device {describe(device)}; valid choices here: "
+                          f"{choices}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MatrixError(f"device: '{device}' requested but CUDA is not available here; "
+                              f"valid choices here: {choices}")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise MatrixError(f"device: '{device}' does not exist (this machine has "
+                              f"{torch.cuda.device_count()} GPU(s)); valid choices here: "
+                              f"{choices}")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise MatrixError(f"device: '{device}' requested but MPS is not available here; "
+                              f"valid choices here: {choices}")
+    elif parsed.type != "cpu":
+        raise MatrixError(f"device: '{device}' cannot run cells; valid choices here: {choices}")
 
 
 def matrix_path(name_or_path: str) -> Path:
@@ -338,6 +440,9 @@ def matrix_path(name_or_path: str) -> Path:
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
             raise MatrixError(f"matrix file '{name_or_path}' does not exist")
+        if not path.is_file():
+            raise MatrixError(f"matrix '{name_or_path}' is not a file (expected a .toml file "
+                              f"or a shipped matrix name)")
         return path
     shipped = {p.stem: p for p in MATRIX_DIR.glob("*.toml")}
     if name_or_path not in shipped:
@@ -347,12 +452,20 @@ def matrix_path(name_or_path: str) -> Path:
 
 
 def load_matrix(name_or_path: str, device: str | None = None) -> Matrix:
-    """Read and validate a matrix; ``device`` (from the command line) overrides the file's."""
+    """Read and validate a matrix; ``device`` (from the command line) overrides the file's.
+
+    Import paths in it may name modules in the file's own folder (:mod:`benchmark.plugins`).
+    """
     path = matrix_path(name_or_path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise MatrixError(f"{path}: invalid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise MatrixError(f"{path}: not UTF-8 text (byte {error.start}); a matrix is a UTF-8 "
+                          f"TOML file") from None
+    except OSError as error:
+        raise MatrixError(f"{path}: cannot read: {error.strerror or error}") from None
     if device is not None:
         data = {**data, "device": device}
-    return parse_matrix(data, default_name=path.stem)
+    return parse_matrix(data, default_name=path.stem, search_dirs=(path.parent,))

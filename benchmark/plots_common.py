@@ -93,7 +93,8 @@ class PlotData:
         Raises:
             MissingData: the file is absent or not a ``{"samples": Tensor (n, dim)}`` dict.
         """
-        payload = load_samples(ResultsStore(self.root), cell_id)
+        # Figures need only the samples; a file without the tensor is MissingData below.
+        payload = load_samples(ResultsStore(self.root), cell_id, required=())
         if payload is None:
             raise MissingData(f"no stored samples for cell {cell_id}")
         samples = payload.get("samples") if isinstance(payload, dict) else None

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from benchmark.store import ResultsStore, atomic_write
+from benchmark.store import ResultsStore, StoreFileError, atomic_write
 
 if TYPE_CHECKING:
     from benchmark.cells import Cell
     from benchmark.runner import CellResult
 
 SAMPLES_DIR = "samples"
+#: What ``evaluate`` reads from a samples file.
+SAMPLES_KEYS = ("samples", "dtype", "device", "reference_seed")
 
 
 def samples_path(store: ResultsStore, cell_id: str) -> Path:
@@ -41,12 +43,27 @@ def write_samples(store: ResultsStore, cell_id: str, samples: Tensor, /,
                  mode="wb")
 
 
-def load_samples(store: ResultsStore, cell_id: str) -> dict[str, Any] | None:
-    """The payload written by :func:`write_samples`, or None if the cell kept no samples."""
+def load_samples(store: ResultsStore, cell_id: str,
+                 required: tuple[str, ...] = SAMPLES_KEYS) -> dict[str, Any] | None:
+    """The payload written by :func:`write_samples`, or None if the cell kept no samples.
+
+    Raises:
+        StoreFileError: the file cannot be read, or lacks a key of ``required``.
+    """
     path = samples_path(store, cell_id)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - truncated, garbage or not a torch file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StoreFileError(f"unreadable samples file '{path}': {reason[:120]}; delete it "
+                             f"(rerun the cell with --force --save-samples to remake it)") from None
+    missing = [key for key in required if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise StoreFileError(f"samples file '{path}' lacks {', '.join(missing)}; delete it "
+                             f"(rerun the cell with --force --save-samples to remake it)")
+    return payload
 
 
 def write_result(store: ResultsStore, cell: Cell, result: CellResult) -> None:

@@ -98,6 +98,21 @@ def one_line(error: BaseException) -> str:
 
 
 # -- evaluation (shared by the runner and `evaluate`) ------------------------------------------
+#: Samples farther than this many times the reference's extent (its largest distance from its
+#: own mean) from the reference mean mark a cell diverged.
+ABSURD_FACTOR = 1e4
+
+
+def absurd_samples(samples: Tensor, reference: Tensor) -> Tensor:
+    """``(n,)`` bool: rows of ``samples`` ``(n, d)`` beyond :data:`ABSURD_FACTOR` times the
+    extent of ``reference`` ``(m, d)`` from the reference mean."""
+    center = reference.mean(dim=0)
+    extent = (reference - center).norm(dim=1).max()
+    # A degenerate reference (one point) still gets a unit extent, never zero.
+    limit = ABSURD_FACTOR * torch.clamp(extent, min=1.0)
+    return (samples - center).norm(dim=1) > limit
+
+
 def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *, n: int,
                      reference_seed: int, target_label: str,
                      deadline: Deadline | None = None) -> tuple[str, list[dict]]:
@@ -123,14 +138,25 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
 
     samples = samples.detach().to(device=target.device, dtype=target.dtype)
     finite = torch.isfinite(samples).all(dim=1)
+    reason = ""
     if not bool(finite.all()):
         reason = f"diverged: {int((~finite).sum())} of {n} samples non-finite"
-        return "diverged", [{"metric": m, "value": math.nan, "reason": reason,
-                             "metric_seconds": 0.0} for m in metrics]
     supported = set(supported_metrics(target))
     reference = None
-    if any("reference" in METRICS[m].requires for m in metrics if m in supported):
+    if "reference" in target.provides:
         reference = target.sample(n, make_generator(reference_seed, target.device))
+    if not reason:
+        # Finite but absurd (e.g. a chain that blew up to 1e20 without overflowing): metrics
+        # of such samples are meaningless numbers, so the cell is diverged, with the count.
+        scale = (reference if reference is not None else
+                 target.initial_positions(n, make_generator(reference_seed, target.device)))
+        absurd = int(absurd_samples(samples, scale).sum())
+        if absurd:
+            reason = (f"diverged: {absurd} of {n} samples farther than {ABSURD_FACTOR:g} x the "
+                      f"reference's extent from its mean")
+    if reason:
+        return "diverged", [{"metric": m, "value": math.nan, "reason": reason,
+                             "metric_seconds": 0.0} for m in metrics]
     rows = []
     for metric in metrics:
         value, reason, seconds = math.nan, "", 0.0
@@ -384,7 +410,7 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
     history = None
     try:
         target = build_target(cell.target.name, dict(cell.target.params), cell.device,
-                              cell.dtype)
+                              cell.dtype, cell.target.plugin_dir)
         generator = make_generator(cell.cell_seed, target.device)
         if cell.sampler is None and "reference" not in target.provides:
             # No exact samples (image energies; BLR without a stored reference run): a metric

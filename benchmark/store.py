@@ -16,8 +16,11 @@ client) writes, so there is no locking.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO
@@ -71,6 +74,19 @@ HISTORY_COLUMNS: tuple[str, ...] = ("train_key", "target", "sampler", "params", 
                                     "iteration", "metric", "value")
 
 
+#: Statuses of a cell file that count as finished; a ``failed`` cell is rerun on resume.
+FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
+
+#: Temporary files older than this are leftovers of killed writes (a live write renames its
+#: temporary file within milliseconds), so resuming may delete them even while another shard
+#: writes into the same store.
+STALE_TEMPORARY_SECONDS = 600.0
+
+
+class StoreFileError(ValueError):
+    """A results file that cannot be read; the message names it in one line."""
+
+
 def atomic_write(path: Path, write: Callable[[IO], None], mode: str = "w") -> None:
     """Write ``path`` so that it either appears complete or not at all.
 
@@ -110,7 +126,43 @@ class ResultsStore:
         self.plan_dir = self.root / "plan"
 
     def has_cell(self, cell_id: str) -> bool:
-        return (self.cells_dir / f"{cell_id}.csv").exists()
+        """Whether ``cell_id`` finished (:meth:`cell_status` is ``"finished"``)."""
+        return self.cell_status(cell_id) == "finished"
+
+    def cell_status(self, cell_id: str) -> str:
+        """``"missing"``, ``"finished"`` (status ok or diverged), ``"failed"`` (rerun on
+        resume) or ``"unreadable"`` (no rows, a wrong header or undecodable: rerun too)."""
+        path = self.cells_dir / f"{cell_id}.csv"
+        if not path.exists():
+            return "missing"
+        try:
+            with path.open(newline="", encoding="utf-8") as stream:
+                reader = csv.reader(stream)
+                header = next(reader, None)
+                if header is None or "status" not in header:
+                    return "unreadable"
+                column = header.index("status")
+                statuses = {row[column] for row in reader if len(row) == len(header)}
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return "unreadable"
+        if not statuses:
+            return "unreadable"
+        return "finished" if statuses <= FINISHED_STATUSES else "failed"
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files that killed writes left behind; return their paths."""
+        removed = []
+        now = time.time()
+        for directory in (self.cells_dir, self.history_dir, self.plan_dir,
+                          self.root / "samples", self.root / "tables"):
+            for path in directory.glob(".*.tmp") if directory.exists() else ():
+                try:
+                    if now - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                        path.unlink()
+                        removed.append(path)
+                except FileNotFoundError:  # renamed or removed meanwhile
+                    continue
+        return removed
 
     def write_cell(self, cell_id: str, rows: Iterable[Mapping]) -> None:
         """Store all rows of one finished cell at once (atomically)."""
@@ -180,6 +232,28 @@ class ResultsStore:
         # Identifiers are text: a hex cell id such as "2e54942334901554" would otherwise be
         # parsed as a float (inf), and an all-digit one as an integer.
         text = {column: str for column in columns if column in TEXT_COLUMNS}
-        frame = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=["nan"], dtype=text)
-                           for f in files], ignore_index=True)
+        frame = pd.concat([_read_csv(f, columns, text) for f in files], ignore_index=True)
         return frame.sort_values(order, kind="mergesort").reset_index(drop=True)
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], text: dict) -> pd.DataFrame:
+    """One store file, or :class:`StoreFileError` naming it and what is wrong."""
+    hint = "delete it (a cell file: rerun `run` to redo the cell)"
+    try:
+        content = path.read_text(encoding="utf-8")
+        # pandas pads a short row with NaN; a row whose field count differs from the header's
+        # is damage (a truncated or edited file), never data.
+        widths = {len(row) for row in csv.reader(io.StringIO(content)) if row}
+        if len(widths) > 1:
+            raise ValueError("rows with differing numbers of fields")
+        frame = pd.read_csv(io.StringIO(content), keep_default_na=False, na_values=["nan"],
+                            dtype=text)
+    except (ValueError, OSError, csv.Error, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StoreFileError(f"unreadable results file '{path}': {reason}; {hint}") from None
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise StoreFileError(f"unreadable results file '{path}': missing column(s) "
+                             f"{', '.join(missing[:3])}; {hint}")
+    return frame

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,14 +29,41 @@ from torch import Tensor
 
 from targets.base import Target
 
+#: What a value of each simple annotated type may be (bool is not an int here; floats are finite).
+_SIMPLE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: (isinstance(v, int | float) and not isinstance(v, bool)
+                        and math.isfinite(v)),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "None": lambda v: v is None,
+}
+
+
+def check_annotated_value(owner: str, key: str, value: Any, annotation: Any) -> None:
+    """Raise ``ValueError`` when ``value`` does not fit a simple annotation (``"float"``,
+    ``"int | None"``, ...); richer annotations (callables, tuples) are left to the dataclass."""
+    names = [part.strip() for part in str(annotation).split("|")]
+    if not all(name in _SIMPLE_TYPES for name in names):
+        return
+    if not any(_SIMPLE_TYPES[name](value) for name in names):
+        kinds = " or ".join("a finite number" if n == "float" else n for n in names)
+        raise ValueError(f"parameter '{key}' of '{owner}' must be {kinds}, got {value!r}")
+
 
 def build_params(params_class: type, owner: str, overrides: Mapping[str, Any]) -> Any:
-    """Instantiate a frozen params dataclass, naming the bad key and valid keys on error."""
+    """Instantiate a frozen params dataclass, naming the bad key and valid keys on error.
+
+    Values are checked against the fields' simple annotations first (a string for a float,
+    ``inf``, ``true`` for an int), so each dataclass's ``__post_init__`` sees the right types.
+    """
     fields = {f.name: f for f in dataclasses.fields(params_class)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(f"unknown parameter '{unknown[0]}' for sampler '{owner}'; "
                          f"valid parameters: {', '.join(sorted(fields)) or '(none)'}")
+    for key, value in overrides.items():
+        check_annotated_value(owner, key, value, fields[key].type)
     return params_class(**overrides)
 
 

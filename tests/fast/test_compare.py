@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmark.cli import main
@@ -264,3 +266,57 @@ def test_perf_first_run_records_the_baseline_and_later_runs_compare_with_it(tmp_
     assert third.returncode != 0
     assert "comparing with" in third.stdout and "0001_baseline" in third.stdout
     assert "Performance has regressed" in third.stdout + third.stderr
+
+
+# -- rules added for hardening: one bad seed, NaN with status ok, different setups ------------
+def _rows(values: dict[int, float], *, n: int = 100, params: str = "{}",
+          status: str = "ok") -> pd.DataFrame:
+    return pd.DataFrame([{"matrix": "m", "cell_id": f"c{seed}", "target": "donut",
+                          "sampler": "mala", "budget": 10, "seed": seed, "metric": "ksd",
+                          "value": value, "status": status, "reason": "", "n": n,
+                          "params": params, "nfe": 10.0} for seed, value in values.items()])
+
+
+def test_a_single_bad_seed_is_caught_although_it_inflates_the_current_se():
+    baseline = _rows({0: 0.185, 1: 0.189})
+    current = _rows({0: 0.185, 1: 5.0})
+    record = compare_results(baseline, current).iloc[0]
+    assert bool(record["regression"]) and "seed 1" in record["verdict"]
+    # The mean rule alone would not have caught it: the bad seed inflates the s.e.
+    se_c = float(np.std([0.185, 5.0], ddof=1) / np.sqrt(2))
+    assert (np.mean([0.185, 5.0]) - 0.187) < 3.0 * se_c
+
+
+def test_identical_or_noise_level_seeds_pass_the_seed_rule():
+    baseline = _rows({0: 0.185, 1: 0.189, 2: 0.187})
+    assert not compare_results(baseline, baseline)["regression"].any()
+    nudged = _rows({0: 0.186, 1: 0.188, 2: 0.187})
+    assert not compare_results(baseline, nudged)["regression"].any()
+
+
+def test_seed_threshold_is_the_t_prediction_bound():
+    from scipy import stats
+
+    from benchmark.compare import SEED_ALPHA, seed_threshold
+
+    values = [1.0, 2.0, 3.0]
+    expected = stats.t.ppf(1 - SEED_ALPHA, 2) * 1.0 * math.sqrt(1 + 1 / 3)
+    assert math.isclose(seed_threshold(values, 0.0), expected, rel_tol=1e-12)
+    assert seed_threshold([1.0], 0.0) == math.inf
+    assert seed_threshold(values, 1e6) == 1e6
+
+
+def test_a_nan_value_with_status_ok_is_a_regression():
+    baseline = _rows({0: 0.185, 1: 0.189, 2: 0.187})
+    current = _rows({0: 0.185, 1: math.nan, 2: 0.187})
+    record = compare_results(baseline, current).iloc[0]
+    assert bool(record["regression"]) and "NaN/inf" in record["verdict"]
+
+
+def test_stores_with_different_n_or_params_are_not_compared_as_equal():
+    baseline = _rows({0: 0.185, 1: 0.189})
+    for current in (_rows({0: 9.0, 1: 9.0}, n=200), _rows({0: 9.0, 1: 9.0}, params='{"a":1}')):
+        result = compare_results(baseline, current)
+        assert sorted(result["verdict"]) == ["added", "removed"]
+        assert not result["regression"].any()
+        assert all("params" in text for text in result["setup"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ import torch
 from torch import Tensor
 
 from benchmark.cells import plan_cells, resolved_params
-from benchmark.matrix import MatrixError, parse_matrix
+from benchmark.matrix import MatrixError
+from benchmark.matrix import parse_matrix as parse_matrix_in
 from benchmark.plots_ebm import mosaic
 from benchmark.runner import run_cell
 from benchmark.tables_summary import SUMMARY_LAYOUTS, derived_costs, summary_table
@@ -27,6 +29,14 @@ from samplers.neural import DFTNS, DFTParams
 from samplers.neural.networks import ConvGenerator, ConvScoreNet
 from targets.base import AnalyticScoreTarget, make_generator
 from targets.counting import CountingTarget
+
+#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
+#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+
+def parse_matrix(data, **kwargs):
+    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 
 class ToyImageEnergy(AnalyticScoreTarget):
@@ -125,7 +135,8 @@ def test_params_marked_omit_default_leave_the_cell_identity_at_their_default():
     # A field with metadata {"identity": "omit_default"} enters the resolved params only when
     # set away from its default, so adding such a field keeps stored cells' ids.
     spec = _matrix([{"name": "dft_ns", "budgets": [1]}]).samplers[0]
-    spec = dataclasses.replace(spec, name="test_ebm_sampling:ExtendedDFT")
+    spec = dataclasses.replace(spec, name="test_ebm_sampling:ExtendedDFT",
+                               plugin_dir=str(PLUGIN_DIR))
     assert "extra" not in resolved_params(spec, {})
     assert resolved_params(spec, {"extra": 4})["extra"] == 4
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import math
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from benchmark.cli import main
 from benchmark.evaluate import evaluate_store
-from benchmark.matrix import parse_matrix
+from benchmark.matrix import parse_matrix as parse_matrix_in
 from benchmark.results import samples_path
 from benchmark.runner import plan_cells, run_matrix
 from benchmark.store import ResultsStore
+
+#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
+#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+
+def parse_matrix(data, **kwargs):
+    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 TINY = {
     "name": "tiny",

@@ -52,7 +52,7 @@ MALFORMED = [
     (with_changes(overrides=[{"sampler": "mala", "target": "gaussian",
                               "params": {"step_size": 0.1}}]), "missing key 'reason'"),
     (with_changes(samplers=[{"name": "no.such.module:Thing", "budgets": [1]}]),
-     "cannot import sampler 'no.such.module:Thing'"),
+     "module 'no' of 'no.such.module:Thing' is not an installed package"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +19,18 @@ import torch
 
 from benchmark.cells import estimate_seconds
 from benchmark.cli import main
-from benchmark.matrix import MatrixError, parse_matrix
+from benchmark.matrix import MatrixError
+from benchmark.matrix import parse_matrix as parse_matrix_in
 from benchmark.runner import Deadline, plan_cells, run_cell
 from benchmark.store import COLUMNS, ResultsStore
+
+#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
+#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+
+def parse_matrix(data, **kwargs):
+    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 HERE = Path(__file__).resolve().parent
 #: Columns that legitimately differ between two runs of the same seeded cells.
@@ -49,10 +59,8 @@ def _command(matrix: Path, out: Path) -> list[str]:
 
 
 def _environment() -> dict[str, str]:
-    # The plugin is imported by path ``slow_plugins:SlowMALA``, so its folder must be on the
-    # subprocess's path; one intra-op thread keeps both concurrent runs identical and light.
-    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    # One intra-op thread keeps both concurrent runs identical and light.
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _stored_files(store: Path) -> list[Path]:
@@ -63,6 +71,9 @@ def _stored_files(store: Path) -> list[Path]:
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
     matrix = tmp_path / "resume.toml"
     matrix.write_text(RESUME_MATRIX)
+    # The plugin is named by import path ``slow_plugins:SlowMALA``: the import-path policy
+    # loads it from the matrix file's folder.
+    shutil.copy(HERE / "slow_plugins.py", tmp_path)
     total = len(plan_cells(parse_matrix(tomllib.loads(RESUME_MATRIX))))
     killed_store, full_store = tmp_path / "killed", tmp_path / "full"
     environment = _environment()
@@ -235,3 +246,38 @@ def test_iterative_step_count_is_unchanged_by_the_deadline(tmp_path):
     free = run_cell(cell, tmp_path).rows
     assert limited[0]["nfe"] == free[0]["nfe"] == 8  # K + 1 evaluations per particle
     assert limited[0]["value"] == free[0]["value"]
+
+
+# -- resume repairs what kills and failures leave ---------------------------------------------
+def test_resume_reruns_failed_and_unreadable_cells_and_removes_stale_temporaries(
+        tmp_path, capsys, single_thread):
+    from benchmark.cli import main
+    from benchmark.store import STALE_TEMPORARY_SECONDS
+
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('name = "m"\nseeds = [0]\nn = 16\nmetrics = ["ksd"]\n'
+                      'targets = ["gaussian"]\n[[samplers]]\nname = "ula"\nbudgets = [2, 3, 4]\n')
+    out = tmp_path / "out"
+    argv = ["run", str(matrix), "--out", str(out), "--cache", str(tmp_path / "c"),
+            "--no-figures"]
+    assert main(argv) == 0
+    store = ResultsStore(out)
+    files = sorted((out / "cells").glob("*.csv"))
+    header_only, garbage, failed = files[:3]
+    header_only.write_text(header_only.read_text().splitlines()[0] + "\n")
+    garbage.write_bytes(b"\x00\xff garbage")
+    failed.write_text(failed.read_text().replace(",ok,", ",failed,"))
+    stale = out / "cells" / ".abc.csv.123.tmp"
+    stale.write_text("half a row")
+    old = time.time() - 2 * STALE_TEMPORARY_SECONDS
+    os.utime(stale, (old, old))
+    assert {store.cell_status(p.stem) for p in (header_only, garbage)} == {"unreadable"}
+    assert store.cell_status(failed.stem) == "failed"
+    capsys.readouterr()
+    assert main(argv) == 0
+    out_text = capsys.readouterr().out
+    assert "(3 to run)" in out_text
+    assert "rerunning 1 failed cell(s)" in out_text
+    assert "rerunning 2 unreadable cell(s)" in out_text
+    assert not stale.exists() and "removed a temporary file" in out_text
+    assert all(store.cell_status(p.stem) == "finished" for p in files)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import math
+import shutil
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.matrix import parse_matrix
+from benchmark.matrix import parse_matrix as parse_matrix_in
 from benchmark.runner import Runner, plan_cells, run_matrix
 from benchmark.store import COLUMNS, ResultsStore
+
+#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
+#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+
+def parse_matrix(data, **kwargs):
+    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 TINY = {
     "name": "tiny",
@@ -87,10 +97,14 @@ def test_inapplicable_metric_has_a_reason(tiny_run):
     assert ksd["value"].map(math.isfinite).all() and (ksd["reason"] == "").all()
 
 
-def test_rerun_skips_finished_cells_and_force_reruns(tiny_run, tmp_path):
+def test_rerun_skips_finished_cells_reruns_failed_ones_and_force_reruns_all(tiny_run, tmp_path):
     matrix, store, finished = tiny_run
     assert len(finished) == len(plan_cells(matrix))
-    assert list(run_matrix(matrix, store, cache_dir=tmp_path / "cache")) == []
+    # A failed cell (here: a sampler that raises) is not finished: resuming reruns it.
+    failed = {cell.cell_id for cell, rows in finished if rows[0]["status"] == "failed"}
+    assert failed
+    resumed = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+    assert {cell.cell_id for cell, _ in resumed} == failed
     rerun = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache", force=True))
     assert len(rerun) == len(finished)
     assert len(store.load()) == len(plan_cells(matrix)) * len(matrix.metrics)
@@ -124,6 +138,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_cli_run_prints_the_ksd_table_and_exits_1_on_failed_cells(tmp_path, capsys):
     path = tmp_path / "tiny.toml"
+    shutil.copy(PLUGIN_DIR / "toy_plugins.py", tmp_path)  # beside the matrix that names it
     path.write_text(textwrap.dedent("""
         name = "tiny"
         seeds = [0, 1]

@@ -7,14 +7,16 @@ Adding a sampler = one module implementing :class:`samplers.base.IterativeSample
 from samplers.annealed import AnnealedLangevin
 from samplers.base import IterativeSampler, NeuralSampler, Sampler
 from samplers.external import external_samplers
+from samplers.hmc import HMC
 from samplers.langevin import MALA, ULA
 from samplers.neural import DFTNS, KLNS, DFTNSMinibatch, FisherNS, KLNSMinibatch
 from samplers.sgld import SGLD
 from samplers.svgd import SVGD
+from samplers.tempering import ParallelTempering
 
 SAMPLERS: dict[str, type[Sampler]] = {
     cls.name: cls for cls in (ULA, MALA, SVGD, AnnealedLangevin, DFTNS, KLNS, FisherNS,
-                             SGLD, DFTNSMinibatch, KLNSMinibatch)
+                             SGLD, DFTNSMinibatch, KLNSMinibatch, HMC, ParallelTempering)
 }
 # Optional extras (Pyro's SVGD and NUTS): registered only when their library is installed.
 SAMPLERS.update(external_samplers())

@@ -9,13 +9,20 @@ ULA accepts every move (biased: its stationary law is not ``q``); MALA treats ``
 Metropolis-Hastings proposal, which removes the bias. Both run ``n`` independent chains in
 parallel, as ``(n, dim)`` tensors, with one step size shared by every chain (METHODS.md,
 "Budgets and the cost unit").
+
+MALA's building blocks are module functions so that the other Metropolis samplers reuse them
+rather than copy them: the proposal ratio (:func:`langevin_log_proposal_ratio`), the
+accept/reject draw (:func:`metropolis_accept`), the dual-averaging step-size warm-up
+(:func:`dual_averaging_update`, :func:`warmup_adaptation`) and the initial state with its
+step-size fields (:func:`adaptive_chain_state`). HMC (:mod:`samplers.hmc`) and parallel
+tempering (:mod:`samplers.tempering`) use them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -41,6 +48,110 @@ def langevin_proposal(x: Tensor, score: Tensor, step_size: Tensor | float,
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     noise_scale = step_size.sqrt() if isinstance(step_size, Tensor) else math.sqrt(step_size)
     return x + 0.5 * step_size * score + noise_scale * noise
+
+
+def langevin_log_proposal_ratio(x: Tensor, x_new: Tensor, score: Tensor, score_new: Tensor,
+                                step_size: Tensor) -> Tensor:
+    """``log Q(x | x') - log Q(x' | x)`` for the Langevin proposal. Returns ``(n,)``.
+
+    Args:
+        x, x_new: ``(n, dim)`` current and proposed positions.
+        score, score_new: ``(n, dim)`` scores of the density being sampled at ``x`` and
+            ``x_new`` (for a tempered density ``q^(1/T)``, the tempered scores ``s / T``).
+        step_size: ``h``, ``()`` shared or ``(n,)`` one per row.
+    """
+    column = step_size.unsqueeze(-1) if step_size.ndim else step_size  # per-chain h
+    forward = x_new - x - 0.5 * column * score
+    backward = x - x_new - 0.5 * column * score_new
+    return (forward.square().sum(-1) - backward.square().sum(-1)) / (2.0 * step_size)
+
+
+def metropolis_accept(log_accept: Tensor, finite: Tensor, generator: torch.Generator,
+                      dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """The Metropolis-Hastings decision for a batch of independent proposals.
+
+    Proposals whose ``finite`` entry is False (a non-finite position, log-density or score)
+    get probability 0, so a chain never moves into a region where the target breaks down.
+
+    Args:
+        log_accept: ``(m,)`` log acceptance ratios (any shape; the uniforms follow it).
+        finite: ``(m,)`` bool, whether each proposal may be accepted at all.
+        generator: source of the acceptance uniforms (one draw of ``log_accept``'s shape).
+        dtype: dtype of the uniforms (default ``log_accept``'s); MALA draws them in the
+            positions' dtype.
+
+    Returns:
+        ``(accept_probability, accepted)``: ``(m,)`` ``min(1, ratio)`` and the bool decisions.
+    """
+    log_accept = torch.where(finite, log_accept, torch.full_like(log_accept, -math.inf))
+    accept_probability = log_accept.clamp(max=0.0).exp()  # exp(-inf) = 0 for rejections
+    uniform = torch.rand(log_accept.shape, generator=generator, device=log_accept.device,
+                         dtype=log_accept.dtype if dtype is None else dtype)
+    return accept_probability, uniform < accept_probability
+
+
+def dual_averaging_update(params: Any, state: MALAState, acceptance: Tensor,
+                          mu: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One dual-averaging update after warm-up transition ``t = step_index + 1``.
+
+    Nesterov dual averaging on ``log h`` (Hoffman & Gelman 2014, sec. 3.2):
+    ``H_bar_t = (1 - 1/(t + t0)) H_bar_{t-1} + (delta - a_t) / (t + t0)``,
+    ``log h_t = mu - sqrt(t) / gamma * H_bar_t``,
+    ``log h_bar_t = t^-kappa log h_t + (1 - t^-kappa) log h_bar_{t-1}``; at ``t = num_warmup``
+    the step freezes at ``h_bar``. Element-wise, so ``state``'s step-size fields and
+    ``acceptance`` may be ``()`` (one shared step), ``(n,)`` (per chain) or ``(K,)`` (per
+    temperature).
+
+    Args:
+        params: a Params dataclass with ``target_acceptance`` (``delta``),
+            ``adaptation_gamma``, ``adaptation_t0`` and ``adaptation_kappa``.
+        state: holds ``step_index``, ``num_warmup``, ``acceptance_error_average`` and
+            ``log_step_size_average``.
+        acceptance: the acceptance probability ``a_t`` steering the step(s).
+        mu: the point the iterates shrink towards, ``log(10 h0)`` in NUTS (a float, or a
+            tensor broadcasting against the step-size fields).
+
+    Returns:
+        The new ``(log_step_size, log_step_size_average, acceptance_error_average)``.
+    """
+    p = params
+    t = state.step_index + 1
+    eta = 1.0 / (t + p.adaptation_t0)
+    error_average = ((1.0 - eta) * state.acceptance_error_average
+                     + eta * (p.target_acceptance - acceptance))
+    log_step_size = mu - math.sqrt(t) / p.adaptation_gamma * error_average
+    weight = t ** (-p.adaptation_kappa)
+    log_average = weight * log_step_size + (1.0 - weight) * state.log_step_size_average
+    if t == state.num_warmup:  # end of warm-up: freeze h at the averaged iterate
+        log_step_size = log_average
+    return log_step_size, log_average, error_average
+
+
+def warmup_adaptation(params: Any, state: MALAState, acceptance: Tensor,
+                      mu: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`dual_averaging_update` during warm-up (``step_index < num_warmup``); afterwards
+    the state's step-size fields unchanged, so the chain is time-homogeneous from then on."""
+    if state.step_index < state.num_warmup:
+        return dual_averaging_update(params, state, acceptance, mu)
+    return state.log_step_size, state.log_step_size_average, state.acceptance_error_average
+
+
+def adaptive_chain_state(target: Target, x: Tensor, num_steps: int, params: Any) -> MALAState:
+    """The initial :class:`MALAState` at ``x`` ``(n, dim)``: one fused evaluation, in full float32.
+
+    ``params`` supplies ``step_size`` (the initial ``h``), ``adaptation`` (``"shared"``: ``()``
+    step-size fields; ``"per_chain"``: ``(n,)``) and ``warmup_fraction``.
+    """
+    with exact_float32():  # the accept test needs exact log-density differences
+        log_prob, score = target.log_prob_and_score(x)
+    log_step_size = torch.as_tensor(math.log(params.step_size), device=x.device, dtype=x.dtype)
+    if params.adaptation == "per_chain":
+        log_step_size = log_step_size.expand(x.shape[0]).clone()
+    return MALAState(x=x, log_prob=log_prob, score=score, step_index=0,
+                     num_steps=int(num_steps), log_step_size=log_step_size,
+                     log_step_size_average=log_step_size.clone(),
+                     acceptance_error_average=torch.zeros_like(log_step_size),
+                     num_warmup=int(math.floor(params.warmup_fraction * num_steps)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +271,7 @@ ADAPTATIONS: tuple[str, ...] = ("shared", "per_chain")
 class MALAState(ChainState):
     """:class:`ChainState` plus the shared step size and its dual-averaging state.
 
+    Also the state of :class:`samplers.hmc.HMC` (there ``h`` is the leapfrog step ``epsilon``).
     Every step-size field is ``()`` with ``adaptation = "shared"`` and ``(n,)`` (one per chain)
     with ``"per_chain"``.
 
@@ -208,17 +320,7 @@ class MALA(IterativeSampler):
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> MALAState:
         """State at ``x`` ``(n, dim)``; one fused ``log_prob_and_score`` evaluation."""
-        with exact_float32():  # the accept test needs exact log-density differences
-            log_prob, score = target.log_prob_and_score(x)
-        log_step_size = torch.as_tensor(math.log(self.params.step_size), device=x.device,
-                                        dtype=x.dtype)
-        if self.params.adaptation == "per_chain":
-            log_step_size = log_step_size.expand(x.shape[0]).clone()
-        return MALAState(x=x, log_prob=log_prob, score=score, step_index=0,
-                         num_steps=int(num_steps), log_step_size=log_step_size,
-                         log_step_size_average=log_step_size.clone(),
-                         acceptance_error_average=torch.zeros_like(log_step_size),
-                         num_warmup=int(math.floor(self.params.warmup_fraction * num_steps)))
+        return adaptive_chain_state(target, x, num_steps, self.params)
 
     def _log_proposal_ratio(self, x: Tensor, x_new: Tensor, score: Tensor, score_new: Tensor,
                             step_size: Tensor) -> Tensor:
@@ -227,29 +329,16 @@ class MALA(IterativeSampler):
         Overridable so that a test can build a deliberately broken variant (e.g. returning
         zeros, which turns MALA into a biased random-walk-with-drift sampler).
         """
-        column = step_size.unsqueeze(-1) if step_size.ndim else step_size  # per-chain h
-        forward = x_new - x - 0.5 * column * score
-        backward = x - x_new - 0.5 * column * score_new
-        return (forward.square().sum(-1) - backward.square().sum(-1)) / (2.0 * step_size)
+        return langevin_log_proposal_ratio(x, x_new, score, score_new, step_size)
 
     def _adapt(self, state: MALAState, acceptance_rate: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One dual-averaging update after warm-up transition ``t = step_index + 1``.
 
         Returns the new ``(log_step_size, log_step_size_average, acceptance_error_average)``.
         """
-        p = self.params
-        t = state.step_index + 1
         # mu = log(10 h0) biases the iterates towards larger steps than h0, as in NUTS.
-        mu = math.log(10.0 * p.step_size)
-        eta = 1.0 / (t + p.adaptation_t0)
-        error_average = ((1.0 - eta) * state.acceptance_error_average
-                         + eta * (p.target_acceptance - acceptance_rate))
-        log_step_size = mu - math.sqrt(t) / p.adaptation_gamma * error_average
-        weight = t ** (-p.adaptation_kappa)
-        log_average = weight * log_step_size + (1.0 - weight) * state.log_step_size_average
-        if t == state.num_warmup:  # end of warm-up: freeze h at the averaged iterate
-            log_step_size = log_average
-        return log_step_size, log_average, error_average
+        return dual_averaging_update(self.params, state, acceptance_rate,
+                                     math.log(10.0 * self.params.step_size))
 
     def step(self, target: Target, state: MALAState,
              generator: torch.Generator) -> tuple[MALAState, dict[str, Tensor]]:
@@ -271,11 +360,8 @@ class MALA(IterativeSampler):
                       + self._log_proposal_ratio(x, x_new, state.score, score_new, step_size))
         finite = (torch.isfinite(log_accept) & torch.isfinite(x_new).all(-1)
                   & torch.isfinite(score_new).all(-1))
-        log_accept = torch.where(finite, log_accept, torch.full_like(log_accept, -math.inf))
-        accept_probability = log_accept.clamp(max=0.0).exp()  # exp(-inf) = 0 for rejections
-        uniform = torch.rand(log_accept.shape, generator=generator, device=x.device,
-                             dtype=x.dtype)
-        accepted = uniform < accept_probability
+        accept_probability, accepted = metropolis_accept(log_accept, finite, generator,
+                                                         dtype=x.dtype)
 
         keep = accepted.unsqueeze(-1)
         acceptance_rate = accept_probability.mean()

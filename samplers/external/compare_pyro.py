@@ -14,6 +14,10 @@ Prints, for the same 2-D target and the same ``n``:
   ``n_loop`` independent one-chain kernels (how Pyro runs independent chains; the adapter loops
   over them in Python), and as one kernel on the product density of all ``n`` chains
   (``chains="joint"``: vectorised, but not independent chains).
+* **Native HMC against Pyro's**: our :class:`samplers.hmc.HMC` with the same fixed transition
+  as the Pyro HMC above (``L`` leapfrog steps of 0.1, no adaptation; ``n`` independent chains
+  batched as ``(n, d)`` tensors), per leapfrog step of one chain (``transition / (L * n)``),
+  and the ratios of both Pyro HMC timings to it.
 
 Each timing is the median of ``repeats`` calls after a few warm-up calls, with
 ``torch.set_num_threads(threads)``. Pyro's states are stepped in place, so successive timed
@@ -32,6 +36,7 @@ import torch
 
 from samplers.base import IterativeSampler
 from samplers.external.pyro import PyroNUTS, PyroSVGD, import_pyro
+from samplers.hmc import HMC
 from samplers.langevin import MALA
 from samplers.svgd import SVGD
 from targets import make_target
@@ -82,6 +87,12 @@ def fixed_hmc(chains: str) -> PyroNUTS:
                     adapt_mass_matrix=False, warmup_fraction=0.0)
 
 
+def native_hmc() -> HMC:
+    """Our HMC with :func:`fixed_hmc`'s transition: ``LEAPFROG_STEPS`` steps of 0.1, no
+    adaptation (so each timed call does the same work)."""
+    return HMC(step_size=0.1, num_leapfrog=LEAPFROG_STEPS, warmup_fraction=0.0)
+
+
 def compare(target_name: str = "donut", repeats: int = 30) -> list[tuple[str, float]]:
     """Every timing and ratio, as ``(label, value)`` rows in the order printed."""
     target = make_target(target_name)
@@ -104,6 +115,10 @@ def compare(target_name: str = "donut", repeats: int = 30) -> list[tuple[str, fl
              (f"pyro hmc, per leapfrog step of one chain, one joint kernel over n={n} [s]", joint),
              ("ratio pyro hmc (one-chain kernels) / mala, per particle evaluation", looped / mala),
              (f"ratio pyro hmc (joint, n={n}) / mala, per particle evaluation", joint / mala)]
+    ours = step_seconds(native_hmc(), target, n, repeats, mutable=False) / (LEAPFROG_STEPS * n)
+    rows += [(f"hmc (ours), per leapfrog step of one chain, n={n} independent chains [s]", ours),
+             ("ratio pyro hmc (one-chain kernels) / hmc (ours), per leapfrog step", looped / ours),
+             (f"ratio pyro hmc (joint, n={n}) / hmc (ours), per leapfrog step", joint / ours)]
     return rows
 
 

@@ -21,6 +21,7 @@ from targets.rezende_mohamed import (
     RezendeMohamedU3,
     RezendeMohamedU4,
 )
+from targets.standard import GMM40, FactorisedModes, ManyWell32
 from targets.toy2d import (
     Banana,
     Donut,
@@ -55,6 +56,8 @@ TARGETS: dict[str, type[Target]] = {
     "mfa_digits": MFADigits,
     "mfa_mnist": MFAMnist,
     "mfa_fashion": MFAFashion,
+    "gmm40": GMM40,
+    "manywell32": ManyWell32,
 }
 
 
@@ -87,5 +90,5 @@ def make_target(name: str, device: torch.device | str = "cpu", dtype: torch.dtyp
     return TARGETS[name](device=device, dtype=dtype, **params)
 
 
-__all__ = ["TARGETS", "CountingTarget", "Modes", "Target", "make_generator", "make_target",
-           "target_parameters"]
+__all__ = ["TARGETS", "CountingTarget", "FactorisedModes", "Modes", "Target", "make_generator",
+           "make_target", "target_parameters"]

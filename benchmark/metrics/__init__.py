@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from benchmark.metrics.coverage import entropic_mode_coverage
 from benchmark.metrics.distances import energy_distance
 from benchmark.metrics.ksd import (
     IMQKernel,
@@ -31,6 +32,13 @@ from benchmark.metrics.ksd import (
     score_in_chunks,
 )
 from benchmark.metrics.modes import mode_recall, mode_weight_error
+from benchmark.metrics.transport import (
+    NUM_PROJECTIONS,
+    W2_MAX_POINTS,
+    mmd_squared,
+    sliced_wasserstein2,
+    wasserstein2,
+)
 from targets.base import Target
 from targets.precision import exact_float32
 
@@ -114,6 +122,22 @@ def _mode_recall(samples: Tensor, target: Target, context: MetricContext) -> flo
     return float(mode_recall(samples, target.modes()))
 
 
+def _entropic_mode_coverage(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(entropic_mode_coverage(samples, target.modes()))
+
+
+def _sliced_w2(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(sliced_wasserstein2(samples, context.reference, context.generator))
+
+
+def _w2(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(wasserstein2(samples, context.reference, context.generator))
+
+
+def _mmd_u(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(mmd_squared(samples, context.reference))
+
+
 _IMQ = IMQKernel()
 _SCORE = frozenset({"score"})
 
@@ -143,6 +167,29 @@ METRICS: dict[str, Metric] = {
         Metric("mode_recall", "Mode recall",
                "fraction of modes receiving at least half their expected share (nearest mode)",
                _mode_recall, frozenset({"modes"}), lower_is_better=False),
+        Metric("emc", "EMC",
+               "entropic mode coverage -sum_k p_k log p_k / log K, p_k the share of finite "
+               "samples assigned to mode k (nearest mode location); product targets "
+               "(manywell32): mean over factors of the per-factor value over its local modes",
+               _entropic_mode_coverage, frozenset({"modes"}), lower_is_better=False),
+        Metric("sliced_w2", "Sliced W2",
+               f"sliced Wasserstein-2 to reference samples: sqrt of the mean over "
+               f"{NUM_PROJECTIONS} random directions (uniform on the sphere, from the context "
+               f"generator) of the 1-D W2^2 of the projections (POT); floor: two independent "
+               f"reference sets at the same n",
+               _sliced_w2, frozenset({"reference"}), flag_below_floor=True),
+        Metric("w2", "W2 (exact)",
+               f"exact Wasserstein-2 to reference samples, squared Euclidean cost, POT network "
+               f"simplex (ot.emd2) on random subsamples of at most {W2_MAX_POINTS} points of "
+               f"each set (from the context generator); floor: two independent reference sets "
+               f"at the same n",
+               _w2, frozenset({"reference"}), flag_below_floor=True),
+        Metric("mmd_u", "MMD² (RBF, U)",
+               "unbiased U-statistic MMD^2 to reference samples (signed: may be negative) with "
+               "the RBF kernel exp(-|x-y|^2 / (2 h^2)), h^2 = median of squared pairwise "
+               "distances of the reference samples (lower median; evenly strided subsample of "
+               "2000 points when m > 2000)",
+               _mmd_u, frozenset({"reference"})),
     )
 }
 

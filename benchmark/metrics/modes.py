@@ -6,6 +6,12 @@ the per-mode weight error and the mode recall, where mode-seeking (reverse-KL) s
 
 Each sample is assigned to the nearest mode location (Euclidean). Non-finite samples belong to
 no mode: they count in ``n`` but in no mode's share, i.e. as missing mass.
+
+Product targets (:class:`targets.standard.FactorisedModes`, e.g. ``manywell32`` with ``2¹⁶``
+joint modes) are counted per factor instead: the target labels each factor of each sample
+(``(n, G)`` assignments), shares are ``(G, K)``, one row per factor, and the same formulas run
+over all ``G·K`` (factor, local mode) pairs: the weight error is the largest share error over
+the pairs, the recall the fraction of pairs with at least half their expected share.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import torch
 from torch import Tensor
 
 from targets.base import Modes
+from targets.standard import FactorisedModes
 
 
 def assign_to_modes(x: Tensor, modes: Modes) -> Tensor:
@@ -21,11 +28,14 @@ def assign_to_modes(x: Tensor, modes: Modes) -> Tensor:
 
     Args:
         x: ``(n, dim)`` samples.
-        modes: ``locations (K, dim)``, ``weights (K,)``.
+        modes: ``locations (K, dim)``, ``weights (K,)``; or :class:`FactorisedModes`.
 
     Returns:
-        ``(n,)`` int64 on ``x.device``.
+        ``(n,)`` int64 on ``x.device``; ``(n, G)`` local-mode labels per factor for
+        :class:`FactorisedModes` (the target's own rule, e.g. the sign of each well's ``x₁``).
     """
+    if isinstance(modes, FactorisedModes):
+        return modes.assign(x)
     locations = modes.locations.to(device=x.device, dtype=x.dtype)
     if x.ndim != 2 or x.shape[1] != locations.shape[1]:
         raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
@@ -40,16 +50,27 @@ def assign_to_modes(x: Tensor, modes: Modes) -> Tensor:
 def mode_weights(x: Tensor, modes: Modes) -> Tensor:
     """Empirical share of samples nearest each mode. ``(n, dim) -> (K,)``, same dtype as ``x``.
 
-    Sums to the fraction of finite samples (1 when all are finite).
+    Sums to the fraction of finite samples (1 when all are finite). For
+    :class:`FactorisedModes` the shares are ``(G, K)``, each row one factor's (each row sums to
+    the fraction of finite samples).
     """
     assignment = assign_to_modes(x, modes)
     num_modes = modes.locations.shape[0]
+    if assignment.ndim == 2:  # per-factor labels: count (factor, local mode) pairs
+        num_factors = assignment.shape[1]
+        offset = num_modes * torch.arange(num_factors, device=assignment.device)
+        pairs = (assignment + offset)[assignment >= 0]
+        counts = torch.bincount(pairs, minlength=num_factors * num_modes)
+        return counts.view(num_factors, num_modes).to(x.dtype) / x.shape[0]
     counts = torch.bincount(assignment[assignment >= 0], minlength=num_modes)
     return counts.to(x.dtype) / x.shape[0]
 
 
 def mode_weight_error(x: Tensor, modes: Modes) -> Tensor:
-    """``max_k |ŵ_k − w_k|``: the largest error of an empirical mode weight. 0-dim tensor."""
+    """``max_k |ŵ_k − w_k|``: the largest error of an empirical mode weight. 0-dim tensor.
+
+    For :class:`FactorisedModes` the maximum runs over all (factor, local mode) pairs.
+    """
     weights = modes.weights.to(device=x.device, dtype=x.dtype)
     return (mode_weights(x, modes) - weights).abs().max()
 
@@ -59,6 +80,10 @@ def mode_recall(x: Tensor, modes: Modes) -> Tensor:
 
     1 means every mode is found with a reasonable share; a sampler that collapses onto one of
     ``K`` equal modes scores ``1/K``. 0-dim tensor in ``[0, 1]``.
+
+    For :class:`FactorisedModes` the fraction is over the ``G·K`` (factor, local mode) pairs:
+    for ``manywell32`` the 32 (well, sign) pairs, so a sampler that never leaves one sign
+    pattern scores 0.5 and one that finds both wells of every ``x₁`` in proportion scores 1.
     """
     weights = modes.weights.to(device=x.device, dtype=x.dtype)
     return (mode_weights(x, modes) >= 0.5 * weights).to(x.dtype).mean()

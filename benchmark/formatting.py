@@ -2,11 +2,17 @@
 
 Everything here is a pure function of numbers and labels with fixed-width float formatting
 (``%.3g`` means, ``%.2g`` standard errors), so the same store always renders the same bytes.
+
+LaTeX output is for pdflatex (not only xelatex): every ``.tex`` is ASCII, a complete
+``table`` float with exactly one ``\\caption`` that compiles with ``booktabs`` and ``graphicx``
+loaded (:func:`render_latex`; ``tests/fast/test_latex_tables.py`` compiles the committed ones).
 """
 
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from typing import Literal
 
 import pandas as pd
@@ -17,12 +23,27 @@ STYLES: tuple[str, ...] = ("markdown", "latex")
 #: Appended to a cell whose mean lies below the reference floor (explained in the caption).
 BELOW_FLOOR_MARK = {"markdown": "†", "latex": r"$^\dagger$"}
 
-# Characters with a meaning in LaTeX text mode, and how to write them literally.
+# Characters with a meaning in LaTeX text mode (or that pdflatex's default OT1 font encoding
+# prints as something else: "<" as an inverted exclamation mark, "|" as a dash), and the
+# non-ASCII characters our labels and captions use, with how to write them in pdflatex.
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "†": r"$^\dagger$", "√": r"$\surd$", "–": "--", "×": r"$\times$",
+    "<": r"$<$", ">": r"$>$", "|": r"$|$",
+    "±": r"$\pm$", "†": r"$^\dagger$", "√": r"$\surd$", "–": "--", "—": "---",
+    "×": r"$\times$", "−": r"$-$", "·": r"$\cdot$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "≈": r"$\approx$", "→": r"$\to$", "∞": r"$\infty$", "‖": r"$\|$", "∇": r"$\nabla$",
+    "²": r"$^2$", "³": r"$^3$", "½": r"$\frac{1}{2}$", "°": r"$^\circ$",
+    "‘": "`", "’": "'", "“": "``", "”": "''", "…": r"\ldots{}", "\u00a0": "~",
+    "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$",
+    "ε": r"$\varepsilon$", "η": r"$\eta$", "θ": r"$\theta$", "λ": r"$\lambda$",
+    "μ": r"$\mu$", "π": r"$\pi$", "ρ": r"$\rho$", "σ": r"$\sigma$", "τ": r"$\tau$",
+    "φ": r"$\phi$", "ω": r"$\omega$", "Σ": r"$\Sigma$", "Δ": r"$\Delta$",
 }
+#: What a character with no pdflatex spelling above (and no ASCII base letter) becomes.
+LATEX_UNKNOWN = "?"
+# Characters allowed in a \label key as they are; anything else becomes "-".
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9:_+.\-]")
 
 
 def check_style(style: str) -> None:
@@ -30,9 +51,24 @@ def check_style(style: str) -> None:
         raise ValueError(f"unknown table style '{style}'; valid styles: {', '.join(STYLES)}")
 
 
+def _latex_char(char: str) -> str:
+    if char in _LATEX_SPECIAL:
+        return _LATEX_SPECIAL[char]
+    if char.isascii():
+        return char
+    # An accented letter keeps its base letter (é -> e); anything else cannot be typeset by
+    # pdflatex without a package we do not load, so it becomes a visible placeholder.
+    base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+    if not base or not base.isprintable():
+        return LATEX_UNKNOWN
+    return "".join(_LATEX_SPECIAL.get(part, part) for part in base)
+
+
 def latex_escape(text: str) -> str:
-    """``text`` with LaTeX's special characters written literally (labels, captions)."""
-    return "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+    """``text`` written literally in LaTeX text mode, in ASCII that pdflatex typesets: special
+    characters escaped, the non-ASCII characters we use spelled as LaTeX commands, any other
+    non-ASCII character reduced to its ASCII base letter or :data:`LATEX_UNKNOWN`."""
+    return "".join(_latex_char(char) for char in text)
 
 
 def _latex_number(text: str) -> str:
@@ -127,17 +163,54 @@ def render_markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(disable_numparse=True) if not table.empty else "(empty)"
 
 
+#: The tabular's width: its natural width, shrunk to the text width when wider (never enlarged,
+#: so a narrow table keeps the document's font size); needs ``graphicx``.
+LATEX_FIT_WIDTH = r"\ifdim\width>\linewidth\linewidth\else\width\fi"
+
+
+def latex_label(key: str) -> str:
+    """``key`` with every character unsafe in a ``\\label`` (not ``A-Za-z0-9:_+.-``) as ``-``."""
+    return _LABEL_UNSAFE.sub("-", key)
+
+
 def render_latex(table: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs (``\\toprule``/``\\midrule``/``\\bottomrule``) LaTeX table float.
+    """A complete booktabs (``\\toprule``/``\\midrule``/``\\bottomrule``) LaTeX table float.
+
+    The float has exactly one ``\\caption`` and its ``tabular`` sits in a ``\\resizebox`` that
+    shrinks it to ``\\linewidth`` when it is wider (:data:`LATEX_FIT_WIDTH`), so any number of
+    columns fits the text width. It compiles under pdflatex with ``booktabs`` and ``graphicx``
+    (``\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}``, then
+    ``\\input`` the file inside the document). A table without rows gets one row
+    "(no applicable target)".
 
     Args:
-        table: cells already in LaTeX (see :func:`cell_text`); index and column labels are
-            plain text and escaped here.
+        table: cells already in LaTeX (see :func:`cell_text`); the index (every level: the
+            leading columns) and the column labels are plain text and escaped here.
         caption: LaTeX caption text (already escaped).
-        label: ``\\label`` key.
+        label: ``\\label`` key (characters unsafe in a key become ``-``).
     """
+    plain = table.index.nlevels  # the leading columns, which hold plain-text row labels
     frame = table.reset_index()
-    frame.columns = [latex_escape(str(column)) for column in frame.columns]
-    frame.iloc[:, 0] = [latex_escape(str(value)) for value in frame.iloc[:, 0]]
-    return frame.to_latex(index=False, escape=False, caption=caption, label=label,
-                          position="t", column_format="l" * frame.shape[1])
+    header = [latex_escape(str(column)) for column in frame.columns]
+    lines = [" & ".join([*(latex_escape(str(name)) for name in row[:plain]),
+                         *(str(cell) for cell in row[plain:])]) + r" \\"
+             for row in frame.itertuples(index=False, name=None)]
+    if not lines:
+        lines = [rf"\multicolumn{{{len(header)}}}{{l}}{{(no applicable target)}} \\"]
+    return "\n".join([
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{caption}}}",
+        rf"\label{{{latex_label(label)}}}",
+        rf"\resizebox{{{LATEX_FIT_WIDTH}}}{{!}}{{%",
+        rf"\begin{{tabular}}{{{'l' * len(header)}}}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+        *lines,
+        r"\bottomrule",
+        r"\end{tabular}%",
+        "}",
+        r"\end{table}",
+        "",
+    ])

@@ -26,7 +26,9 @@ Marks (HARNESS.md "Tables and figures"):
 from __future__ import annotations
 
 import math
+import os
 import re
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -279,20 +281,39 @@ def render(rows: pd.DataFrame, metric: str, style: TableStyle = "markdown") -> s
         rows: result rows.
         metric: metric name.
         style: ``markdown`` (caption paragraph, blank line, table) or ``latex`` (a booktabs
-            ``table`` float with caption and label ``tab:<matrix>:<metric>``).
+            ``table`` float with caption and label ``tab:<matrix>:<metric>``, see
+            :func:`benchmark.formatting.render_latex`; one row "(no applicable target)" when
+            the metric applies to no target).
     """
     table = metric_table(rows, metric, style)
     text = caption(rows, metric)
     if style == "markdown":
         return f"{text}\n\n{render_markdown(table)}\n"
-    if table.empty:
-        return f"% {text}\n% (no applicable target)\n"
+    if table.empty:  # still one complete float, so an \input of it compiles
+        table = pd.DataFrame(index=pd.Index([], name=ROW_INDEX))
     matrices = sorted({str(m) for m in rows.loc[rows["metric"] == metric, "matrix"].dropna()})
     label = f"tab:{'+'.join(matrices)}:{metric}" if matrices else f"tab:{metric}"
     return render_latex(table, latex_escape(text), label)
 
 
 MISSING_FILE = "missing.md"
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once: into a new temporary file in the same directory,
+    synced, then renamed over ``path`` (``os.replace``), so a run killed while writing leaves
+    the old file or the new one, never half of one (at worst a stray hidden ``.*.tmp``)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as handle:  # created like any new file (umask applies)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def render_missing(rows: pd.DataFrame, plan: pd.DataFrame) -> str | None:
@@ -321,7 +342,7 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
     and, when ``plan`` lists cells with no rows, :data:`MISSING_FILE`.
 
     Byte-for-byte deterministic for the same rows: sorted groups, fixed float formatting,
-    ``\\n`` line endings.
+    ``\\n`` line endings. Every file is written atomically (:func:`write_atomic`).
 
     Args:
         rows: result rows (e.g. ``ResultsStore(root).load()``).
@@ -339,8 +360,8 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
     texts = {}
     for metric in metrics or sorted(rows["metric"].unique()):
         texts[metric] = render(rows, metric, "markdown")
-        (directory / f"{metric}.md").write_bytes(texts[metric].encode())
-        (directory / f"{metric}.tex").write_bytes(render(rows, metric, "latex").encode())
+        write_atomic(directory / f"{metric}.md", texts[metric].encode())
+        write_atomic(directory / f"{metric}.tex", render(rows, metric, "latex").encode())
     from benchmark.tables_summary import write_summaries  # imports this module
 
     texts.update(write_summaries(rows, directory))  # summary layouts (Tables 2 and 3)
@@ -349,14 +370,14 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
     quality = time_to_quality_table(rows)
     if quality is not None:
         texts[TABLE_NAME] = quality
-        (directory / f"{TABLE_NAME}.md").write_bytes(quality.encode())
+        write_atomic(directory / f"{TABLE_NAME}.md", quality.encode())
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
-    (directory / "aggregate.csv").write_bytes(csv.encode())
+    write_atomic(directory / "aggregate.csv", csv.encode())
     missing = render_missing(rows, plan) if plan is not None and not plan.empty else None
     if missing is not None:
         texts["missing"] = missing
-        (directory / MISSING_FILE).write_bytes(missing.encode())
+        write_atomic(directory / MISSING_FILE, missing.encode())
     else:  # a list from an earlier, less complete state of the store would mislead
         (directory / MISSING_FILE).unlink(missing_ok=True)
     return texts

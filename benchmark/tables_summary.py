@@ -46,7 +46,7 @@ from benchmark.formatting import (
 from benchmark.matrix import DENOISE_SUFFIX
 from benchmark.metrics import METRICS
 from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import aggregate, natural_key, row_key, row_label
+from benchmark.tables import aggregate, natural_key, row_key, row_label, write_atomic
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,8 @@ def summary_caption(rows: pd.DataFrame, layout: SummaryLayout) -> str:
 
 
 def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
-    """Write ``<layout>.md``/``.tex`` for each applicable layout; returns the Markdown texts."""
+    """Write ``<layout>.md``/``.tex`` (atomically) for each applicable layout; returns the
+    Markdown texts."""
     texts = {}
     for name, layout in SUMMARY_LAYOUTS.items():
         if not applies(layout, rows):
@@ -267,11 +268,11 @@ def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
             continue
         caption = summary_caption(rows, layout)
         texts[name] = f"{caption}\n\n{render_markdown(table.reset_index().set_index('target'))}\n"
-        (directory / f"{name}.md").write_bytes(texts[name].encode())
-        latex = summary_table(rows, layout, "latex").reset_index()
-        (directory / f"{name}.tex").write_bytes(
-            render_latex(latex.set_index("target"), latex_escape(caption),
-                         f"tab:{name}").encode())
+        write_atomic(directory / f"{name}.md", texts[name].encode())
+        # Both index levels (target, sampler@budget) are plain labels that render_latex escapes.
+        latex = render_latex(summary_table(rows, layout, "latex"), latex_escape(caption),
+                             f"tab:{name}")
+        write_atomic(directory / f"{name}.tex", latex.encode())
     return texts
 
 

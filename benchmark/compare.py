@@ -1,4 +1,4 @@
-"""Regression checking of quality: ``compare BASELINE CURRENT`` (HARNESS.md "Regression checking").
+"""Regression checking of quality: ``compare BASELINE CURRENT`` (docs/harness.md#regression-checks).
 
 Both stores are reduced with :func:`benchmark.tables.aggregate` to mean ± s.e. over seeds per
 group (target, sampler, budget, metric). A group present in both is a regression when

@@ -1,6 +1,6 @@
 """Scaling out with Dask: cells run on workers, the client alone writes the results store.
 
-HARNESS.md "Scaling out". ``run --workers N`` starts a local ``distributed.LocalCluster`` (N
+See docs/harness.md#dask. ``run --workers N`` starts a local ``distributed.LocalCluster`` (N
 worker processes, one thread each); ``run --scheduler ADDRESS`` uses an existing cluster, e.g.
 one started on Slurm or PBS by dask-jobqueue. Either way:
 

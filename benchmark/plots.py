@@ -1,6 +1,6 @@
 """Figures are pure functions of the results store: ``python -m benchmark plot STORE``.
 
-The figures (HARNESS.md "Tables and figures"), each written as PNG and PDF:
+The figures (docs/harness.md#figures), each written as PNG and PDF:
 
 * ``fig1_<target>`` (donut, rosenbrock): target density, then DFT-NS one step vs SVGD at
   10/100/200 steps, from stored samples (:mod:`benchmark.plots_2d`).
@@ -16,9 +16,9 @@ The figures (HARNESS.md "Tables and figures"), each written as PNG and PDF:
   samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
   reference floor as a horizontal line.
 
-Statistics follow the tables (METRICS.md "Statistics"): mean over seeds with a finite value from
-an ``ok`` cell, s.e. = sample s.d. / √seeds, none for one seed. Colours are fixed per sampler
-label (:func:`benchmark.plots_common.sampler_colors`).
+Statistics follow the tables (docs/metrics.md#statistics): mean over seeds with a finite value
+from an ``ok`` cell, s.e. = sample s.d. / √seeds, none for one seed. Colours are fixed per
+sampler label (:func:`benchmark.plots_common.sampler_colors`).
 """
 
 from __future__ import annotations

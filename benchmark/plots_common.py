@@ -1,6 +1,6 @@
 """What every figure shares: the store's data, stored samples, colours, style and saving.
 
-Figures are pure functions of a results store (HARNESS.md "Tables and figures"): a figure
+Figures are pure functions of a results store (docs/harness.md#figures): a figure
 function takes a :class:`PlotData` and returns a :class:`matplotlib.figure.Figure`, or raises
 :class:`MissingData` with a one-line reason when the store lacks what it needs.
 

@@ -6,8 +6,9 @@
   lowest stored seed. Pixels are shown clipped to ``[0, 1]`` (the data range; the samples
   themselves are stored unclipped).
 * ``training_fid``: log FID against the data and against the EBM reference (the two views of
-  METRICS.md) vs training iteration, from the ``fid_data_eval`` / ``fid_ref_eval`` history
-  rows the runner logs on a fixed batch of the *undenoised* generator output; mean ± s.e.
+  docs/metrics.md#why-two-fid-views) vs training iteration, from the ``fid_data_eval`` /
+  ``fid_ref_eval`` history rows the runner logs on a fixed batch of the *undenoised* generator
+  output; mean ± s.e.
   over seeds as a band; the 200-step MCMC samplers of the same store as horizontal lines
   (mean over seeds; dashed for ``+dn`` rows).
 """

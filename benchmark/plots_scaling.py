@@ -3,7 +3,7 @@
 One column per target family whose targets take a ``dim`` parameter (``gaussian_d``,
 ``funnel_d``); top row KSD (log) against ``d``, bottom row wall-clock seconds per cell (log;
 sampling, plus training for neural samplers, which are drawn dashed) against ``d``, one line
-per sampler@budget, mean ± s.e. over seeds (METRICS.md "Statistics"). The reference floor is
+per sampler@budget, mean ± s.e. over seeds (docs/metrics.md#statistics). The reference floor is
 the black dotted line of the top row. It reads the dimension from the stored
 ``target_params`` (``{"dim": d}``), so it needs nothing but the store's rows.
 """

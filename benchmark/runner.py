@@ -1,6 +1,6 @@
 """Running cells: (target, sampler with its resolved params, budget, seed) → tidy result rows.
 
-HARNESS.md "Running a cell" is the contract. For each cell (see :mod:`benchmark.cells` for
+docs/harness.md#running-a-cell is the contract. For each cell (see :mod:`benchmark.cells` for
 identities and seeds), :func:`run_cell`
 
 * trains a neural sampler once per :attr:`Cell.train_key` and caches the weights on disk (the
@@ -204,7 +204,8 @@ def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
             return samples
         # The state caches the score at its positions (counted when it was evaluated): when
         # the samples *are* those positions, the final step needs no new evaluation, so
-        # annealed Langevin at K costs K + 1 with its denoising step (METHODS.md).
+        # annealed Langevin at K costs K + 1 with its denoising step
+        # (docs/methods.md#nfe-counting-rule).
         cached = state.score if samples is state.x else None
         return denoise(cell, counting, samples, cached)
 

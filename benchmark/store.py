@@ -27,7 +27,7 @@ from typing import IO
 
 import pandas as pd
 
-#: The fixed schema of a result row (HARNESS.md "Running a cell"). Order is the column order.
+#: The fixed schema of a result row (docs/harness.md#row-schema). Order is the column order.
 COLUMNS: tuple[str, ...] = (
     "matrix",           # matrix name
     "cell_id",          # hash of (matrix seed, target, sampler, params, budget, seed, n, dtype)

@@ -5,10 +5,10 @@ One table per metric: rows are sampler@budget (by sampler label, then budget; th
 ``gaussian_d50`` < ``gaussian_d100``), so the same function gives Table 1 of a 2-D store and
 the scaling table of a ``gaussian_d`` / ``funnel_d`` store. Each cell is mean ± standard error
 over seeds (s.e. = sample s.d. / √seeds, omitted for a single seed) of the seeds whose value is
-finite (METRICS.md "Statistics"); the floor row is the same statistic on exact reference
+finite (docs/metrics.md#statistics); the floor row is the same statistic on exact reference
 samples at the same n (sampler ``reference``, budget 0, written by the runner).
 
-Marks (HARNESS.md "Tables and figures"):
+Marks (docs/metrics.md#statistics):
 
 * below floor (†): for a discrepancy (a metric with ``flag_below_floor``), a sampler whose mean
   is below the floor mean of its target by more than two combined standard errors — usually
@@ -176,8 +176,9 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         keys = pd.MultiIndex.from_frame(column[GROUP])
         values = per_seed.reindex(keys)
         values.index = column.index
-        # A value below the reference floor is a warning sign, not a win (METRICS.md): such an
-        # entry may still beat others, but it is never marked best.
+        # A value below the reference floor is a warning sign, not a win
+        # (docs/metrics.md#below-floor-dagger): such an entry may still beat others, but it
+        # is never marked best.
         eligible = (column["num_diverged"] + column["num_failed"]).eq(0) & ~column["below_floor"]
         winner = best_entry(values, eligible, direction)
         if winner is not None:

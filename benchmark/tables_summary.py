@@ -1,7 +1,7 @@
 """Summary tables: one row per (target, sampler@budget), metrics side by side, then costs.
 
 The per-metric tables of :mod:`benchmark.tables` put targets in columns. A paper table puts
-*metrics* in columns and adds the cost ledger (METRICS.md, "Cost and efficiency"): Table 2
+*metrics* in columns and adds the cost ledger (docs/metrics.md#cost-ledger): Table 2
 (BLR: accuracy, test log-likelihood, KSD, posterior moment errors, NFE, wall-clock) and Table 3
 (image EBMs: FID in both views, class coverage, NFE, seconds per 1,000 samples, speed-up over
 annealed Langevin at 200 steps, training seconds, break-even number of samples) and the

@@ -1,7 +1,7 @@
 """Annealed Langevin dynamics with the MDSM temperature schedule (Li, Chen & Sommer 2019).
 
 ULA on the tempered targets ``q^{1/T_k}``, cooling from ``T_max`` to 0, then an optional
-one-step denoising (METHODS.md, "Langevin family" and "Budgets and the cost unit").
+one-step denoising (docs/methods.md#annealed-langevin and docs/methods.md#nfe-counting-rule).
 """
 
 from __future__ import annotations

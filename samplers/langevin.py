@@ -7,8 +7,8 @@ Both use the Euler-Maruyama discretisation of the Langevin diffusion
 
 ULA accepts every move (biased: its stationary law is not ``q``); MALA treats ``x'`` as a
 Metropolis-Hastings proposal, which removes the bias. Both run ``n`` independent chains in
-parallel, as ``(n, dim)`` tensors, with one step size shared by every chain (METHODS.md,
-"Budgets and the cost unit").
+parallel, as ``(n, dim)`` tensors, with one step size shared by every chain
+(docs/methods.md#budgets-and-initial-positions).
 
 MALA's building blocks are module functions so that the other Metropolis samplers reuse them
 rather than copy them: the proposal ratio (:func:`langevin_log_proposal_ratio`), the

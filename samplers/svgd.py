@@ -2,7 +2,7 @@
 
 Follows the reference code of Liu & Wang (dilinwang820/Stein-Variational-Gradient-Descent):
 full pairwise median heuristic recomputed every step, and its RMSprop-like step rule
-(METHODS.md, "SVGD").
+(docs/methods.md#svgd).
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class SVGDParams:
             ``epsilon`` and their mean is off by about ``epsilon / 2`` per coordinate (measured
             on a 2-D Gaussian: 0.05 at ``epsilon = 0.1``, 0.015 at 0.03). 0.05 balances this
             bias (2.5% of the 2-D targets' unit scale) against travel (the bulk of the 2-D
-            targets, a few units wide, is reached in ~100 steps); it is also METHODS.md's
-            value for Bayesian logistic regression.
+            targets, a few units wide, is reached in ~100 steps); it is also the value
+            for Bayesian logistic regression (docs/methods.md#svgd).
         bandwidth: rule mapping the ``(n, n)`` squared distances to ``h``; default the
             median heuristic of the reference code.
         squared_direction_decay: ``beta`` of ``G <- beta G + (1 - beta) phi^2`` (reference

@@ -1,4 +1,5 @@
-"""Bayesian logistic regression (the paper's Table 2 / Figure 4 family; TARGETS.md §2).
+"""Bayesian logistic regression (the paper's Table 2 / Figure 4 family;
+docs/targets.md#bayesian-logistic-regression).
 
 Model of Gershman, Hoffman & Blei (2012) as used in the SVGD paper: ``p(y = 1 | x, w) =
 sigma(w^T x)`` with the ones column already appended to ``x`` (``d`` counts it),
@@ -16,8 +17,8 @@ is ``theta = (w, log alpha)`` of dimension ``d + 1``; with ``y in {-1, +1}`` and
 
 Minibatch scores replace the likelihood sum over the ``N`` training rows by ``N/m`` times the
 sum over ``m`` rows (unbiased). Evaluation averages the predictive over posterior samples first
-(TARGETS.md): ``p_t = mean_m sigma(y_t w_m^T x_t)``, accuracy ``mean 1[p_t > 0.5]``, test
-log-likelihood ``mean log p_t``.
+(docs/targets.md#predictive-evaluation): ``p_t = mean_m sigma(y_t w_m^T x_t)``, accuracy
+``mean 1[p_t > 0.5]``, test log-likelihood ``mean log p_t``.
 
 Reference posterior: a long seeded MALA run per dataset (``benchmark.blr_reference``) stored as
 ``results/reference/blr/<reference_key>.npz`` (summary moments, thinned draws, diagnostics and
@@ -257,7 +258,8 @@ class BayesianLogisticRegression(AnalyticScoreTarget):
 
     # -- initialisation and reference -----------------------------------------------------
     def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
-        """Prior draws (METHODS.md: BLR chains start from the prior).
+        """Prior draws: BLR chains start from the prior
+        (docs/methods.md#budgets-and-initial-positions).
 
         ``alpha ~ Exponential(rate 0.01)`` (Gamma with shape 1) by inversion, ``w ~ N(0, I /
         alpha)``; returns ``(n, d + 1)`` rows ``(w, log alpha)``.

@@ -1,6 +1,6 @@
 """The counting wrapper: the single place where target evaluations (NFE) are counted.
 
-The NFE rule (METHODS.md, "Budgets and the cost unit"): a ``score``, ``log_prob`` or fused
+The NFE rule (docs/methods.md#nfe-counting-rule): a ``score``, ``log_prob`` or fused
 ``log_prob_and_score`` call counts 1 per particle (row of ``x``); an autograd score that calls
 ``log_prob`` internally still counts once, because only calls made *through the wrapper* are
 counted; a score requested with ``create_graph=True`` (whose graph is then differentiated, i.e.

@@ -9,7 +9,8 @@ remain and both are controlled:
 * discretisation: ``O(h²)`` relative error in the moments when ``h`` is much smaller than the
   density's smallest length scale (the caller's responsibility: choose ``resolution``);
 * truncation: the mass outside the window, estimated at construction and required to be below
-  ``max_outside_mass`` (1e-4 by default, TARGETS.md §1), otherwise construction fails.
+  ``max_outside_mass`` (1e-4 by default; docs/targets.md#grid-sampler), otherwise construction
+  fails.
 
 The outside mass is estimated by evaluating ``q~`` on a second, ``check_scale`` times wider grid
 with the same centre (default 3: the window plus one window-width of margin on every side) and

@@ -1,4 +1,7 @@
-"""Intermediate-dimension targets (TARGETS.md §1b): between the 2-D toys and images."""
+"""Intermediate-dimension targets between the 2-D toys and images.
+
+See docs/targets.md#intermediate-dimension.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Reference: D. Rezende and S. Mohamed, "Variational Inference with Normalizing Flows", ICML 2015.
 u2-u4 as published do not decay in x1 (improper on R^2), so each gets a N(0, 2^2) envelope on
-x1 (TARGETS.md §1); u1 is proper as published and is sampled on a fine grid.
+x1 (docs/targets.md#rezende-mohamed-energies); u1 is proper as published and is sampled on a fine
+grid.
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ class _RezendeMohamedConditional(AnalyticScoreTarget):
     """U2–U4 of Rezende & Mohamed (2015), Table 1, each with an added ``−x₁²/8`` envelope.
 
     ``log q~ = logsumexp_k −½((x₂ − m_k(x₁))/s_k)² − x₁²/8``. As published (without the
-    envelope) these do not decay in ``x₁`` and are improper on R²; TARGETS.md §1 adds
-    ``−x₁²/8``, i.e. a ``N(0, 2²)`` factor on ``x₁``. Exact sampler: ``x₂ | x₁`` is the mixture of
-    ``N(m_k(x₁), s_k²)`` with weights ``∝ s_k√(2π)`` (each component's integral), independent of
-    ``x₁``, so the ``x₁``-marginal is exactly ``N(0, 4)``.
+    envelope) these do not decay in ``x₁`` and are improper on R²; the suite adds ``−x₁²/8``,
+    i.e. a ``N(0, 2²)`` factor on ``x₁`` (docs/targets.md#rezende-mohamed-energies). Exact
+    sampler: ``x₂ | x₁`` is the mixture of ``N(m_k(x₁), s_k²)`` with weights ``∝ s_k√(2π)``
+    (each component's integral), independent of ``x₁``, so the ``x₁``-marginal is exactly
+    ``N(0, 4)``.
     """
 
     component_stds: ClassVar[tuple[float, ...]]

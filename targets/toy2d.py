@@ -1,8 +1,9 @@
-"""The two-dimensional targets of TARGETS.md §1, with analytic scores and reference samplers.
+"""The two-dimensional targets (docs/targets.md#two-dimensional-targets), with analytic scores
+and reference samplers.
 
 Every target here has an exact sampler except ``u1`` (fine-grid sampler, :mod:`targets.grid`).
-Log-densities are unnormalised; additive constants are dropped freely, except where TARGETS.md
-says a term depending on ``x`` must stay (the funnel's ``−x₂/2``).
+Log-densities are unnormalised; additive constants are dropped freely, except where a term
+depending on ``x`` must stay (the funnel's ``−x₂/2``; docs/targets.md#two-dimensional-targets).
 """
 
 from __future__ import annotations

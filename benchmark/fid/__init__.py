@@ -1,4 +1,4 @@
-"""FID for image energy-based models (METRICS.md, "FID for image EBMs").
+"""FID for image energy-based models (docs/metrics.md#image-metrics).
 
 * :mod:`benchmark.fid.frechet` — the Fréchet distance of Gaussian fits, numerically stable for
   singular covariances;

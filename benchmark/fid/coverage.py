@@ -1,8 +1,8 @@
 """Class coverage: does a sampler produce every class in the data's proportions?
 
-A sampler can reach a fair FID while over-producing one class (METRICS.md: a CPU prototype's
-neural samplers put 34% of their samples in one digit class). With the FID classifier's
-arg-max predictions of the samples and of the test split:
+A sampler can reach a fair FID while over-producing one class (docs/metrics.md#class-coverage;
+a CPU prototype's neural samplers put 34% of their samples in one digit class). With the FID
+classifier's arg-max predictions of the samples and of the test split:
 
 * ``class_tv``: total-variation distance ``(1/2) sum_k |p_k - r_k|`` between the samples'
   predicted-class histogram ``p`` and the test split's ``r``, in ``[0, 1]``;

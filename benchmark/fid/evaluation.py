@@ -9,7 +9,8 @@ Every function takes flat samples ``(n, C*H*W)`` (as samplers produce them) or i
 * :func:`class_coverage`: total-variation distance of predicted-class histograms from the test
   split's, and the largest class share (:mod:`benchmark.fid.coverage`);
 * :func:`fid_floor`: the noise floor of :func:`fid_to_data` -- ``n`` random *training* images
-  against the test split (METRICS.md: every FID table shows it at the evaluation ``n``).
+  against the test split (every FID table shows it at the evaluation ``n``;
+  docs/metrics.md#fid-against-data).
 
 Features are computed on the samples' device and the Gaussian fits in float64 on the CPU
 (``feature_dim`` <= 128, so the ``(d, d)`` algebra is negligible). The test split's features

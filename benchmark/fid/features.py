@@ -1,11 +1,11 @@
 """Domain feature networks for FID: a small CNN classifier per image dataset.
 
 Standard FID uses Inception-v3 pool features, whose weights cannot be downloaded here, so each
-dataset gets its own small classifier trained on its *training* split only (METRICS.md, "FID
-for image EBMs"). Its penultimate activations (``feature_dim`` of them, well below the
-evaluation ``n`` so that the ``(d, d)`` covariance of ``n`` samples is estimated from more
-points than dimensions) are the FID features; its arg-max prediction is the class used by the
-coverage metrics.
+dataset gets its own small classifier trained on its *training* split only
+(docs/metrics.md#fid-feature-network). Its penultimate activations (``feature_dim`` of them,
+well below the evaluation ``n`` so that the ``(d, d)`` covariance of ``n`` samples is estimated
+from more points than dimensions) are the FID features; its arg-max prediction is the class used
+by the coverage metrics.
 
 Architecture (per dataset in :data:`CLASSIFIER_CONFIGS`): blocks of ``3x3 conv -> ReLU -> 2x2
 max-pool`` halve the image down to ``2x2``, then ``Linear -> ELU`` to ``feature_dim`` (the

@@ -1,4 +1,5 @@
-"""EBM reference samples: long seeded MALA runs on an image energy (METRICS.md, FID section).
+"""EBM reference samples: long seeded MALA runs on an image energy
+(docs/metrics.md#ebm-reference-samples).
 
 FID against the data measures the energy and the sampler together; an imperfect energy's own
 distribution can sit far from the data. FID against samples *of the energy* measures the
@@ -9,9 +10,9 @@ project's sampler, with dual-averaging warm-up), one chain per sample:
 * ``from_noise``: ``n`` chains started from uniform noise on ``[0, 1]^d``.
 
 If both have mixed, they sample the same distribution and their FID to each other is small:
-that FID is the *reference floor* stored beside them (METRICS.md). Each run keeps the final
-state of every chain, so its ``n`` samples are independent draws from the chain's law at step
-``K``.
+that FID is the *reference floor* stored beside them (docs/metrics.md#ebm-reference-samples).
+Each run keeps the final state of every chain, so its ``n`` samples are independent draws from
+the chain's law at step ``K``.
 
 Stored in a directory (default :data:`REFERENCE_DIR` ``/<target name>/``):
 

@@ -70,8 +70,9 @@ class Metric:
         lower_is_better: direction for "best" marks and regression checks.
         flag_below_floor: tables flag values below the reference floor. True for the
             discrepancies (KSD, energy distance), where exact samples set a noise floor and
-            beating it usually means missed tails or modes (METRICS.md); False for summaries
-            such as mode weights, where a deterministic particle set can beat iid samples.
+            beating it usually means missed tails or modes
+            (docs/metrics.md#below-floor-dagger); False for summaries such as mode weights,
+            where a deterministic particle set can beat iid samples.
         floor: ``(target, n, generator) -> value``, the metric's own noise floor at ``n`` for
             targets without exact samples (no ``"reference"``), e.g. image metrics on ``n``
             training images; None where the floor needs exact samples.

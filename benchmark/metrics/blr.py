@@ -1,8 +1,8 @@
-"""Bayesian logistic regression metrics (METRICS.md "Bayesian logistic regression").
+"""Bayesian logistic regression metrics (docs/metrics.md#blr-metrics).
 
 * ``accuracy`` / ``test_loglik``: the test-split accuracy and mean log-likelihood of the
-  predictive averaged over the samples first, ``p_t = mean_m sigma(y_t w_m^T x_t)`` (TARGETS.md
-  §2); they need a target that ``provides`` ``"predictive"``.
+  predictive averaged over the samples first, ``p_t = mean_m sigma(y_t w_m^T x_t)``
+  (docs/targets.md#predictive-evaluation); they need a target that ``provides`` ``"predictive"``.
 * ``mean_error`` / ``std_error``: distance of the samples' per-coordinate moments from the
   stored reference posterior (``"posterior_moments"``), in units of the reference s.d. so that
   ``log alpha`` and the weights weigh alike whatever their scale:

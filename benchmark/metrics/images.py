@@ -1,4 +1,4 @@
-"""Image-EBM metrics (METRICS.md, "FID for image EBMs"): FID and class coverage.
+"""Image-EBM metrics (docs/metrics.md#image-metrics): FID and class coverage.
 
 They need a target that ``provides`` ``"images"``: an image energy with ``dataset`` (the
 registry name of its data, whose test split is the data side and whose feature classifier
@@ -9,9 +9,10 @@ is shipped in ``benchmark/fid/checkpoints/``) and samples that are flattened ima
   :mod:`benchmark.fid.reference`; measures the sampler alone);
 * ``class_tv`` / ``class_max_share``: class coverage of the samples' predicted classes.
 
-Floors (METRICS.md): ``fid_data``'s is :func:`benchmark.fid.evaluation.fid_floor` (``n``
-training images against the test split); ``fid_ref``'s is the FID between the two reference
-runs, stored in the reference's ``reference.json``.
+Floors (docs/metrics.md#noise-floors): ``fid_data``'s is
+:func:`benchmark.fid.evaluation.fid_floor` (``n`` training images against the test split);
+``fid_ref``'s is the FID between the two reference runs, stored in the reference's
+``reference.json``.
 """
 
 from __future__ import annotations

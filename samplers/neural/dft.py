@@ -1,4 +1,4 @@
-"""DFT-NS: neural implicit sampler trained by Denoising Fisher Training (METHODS.md)."""
+"""DFT-NS: neural implicit sampler trained by Denoising Fisher Training (docs/methods.md#dft-ns)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ class DFTNS(NeuralImplicitSampler):
 
     References:
         W. Luo, Z. Deng, "Denoising Fisher Training for Neural Implicit Samplers",
-        arXiv:2411.01453 (2024). Reconstructed from the stated objective; see METHODS.md.
+        arXiv:2411.01453 (2024). Reconstructed from the stated objective; see
+        docs/methods.md#dft-ns.
     """
 
     name: ClassVar[str] = "dft_ns"
@@ -117,9 +118,10 @@ class DFTNS(NeuralImplicitSampler):
         """The target score in the two factors of ``f``, with ``create_graph=True``.
 
         ``f`` is quadratic in ``s_q``, so a noisy (minibatch) score plugged into both factors
-        biases it by the estimator's variance (TARGETS.md §2). This returns the exact score
-        twice (the same tensor); :class:`samplers.neural.minibatch.DFTNSMinibatch` returns two
-        independent minibatch estimates instead, making ``f`` and its gradient unbiased.
+        biases it by the estimator's variance (docs/methods.md#minibatch-variants). This
+        returns the exact score twice (the same tensor);
+        :class:`samplers.neural.minibatch.DFTNSMinibatch` returns two independent minibatch
+        estimates instead, making ``f`` and its gradient unbiased.
 
         Returns:
             ``(A, B)``, each ``(n, d)``; ``B is A`` for a single (exact) evaluation.

@@ -1,4 +1,7 @@
-"""Fisher-NS: neural implicit sampler trained on the Fisher divergence (METHODS.md)."""
+"""Fisher-NS: neural implicit sampler trained on the Fisher divergence.
+
+See docs/methods.md#fisher-ns.
+"""
 
 from __future__ import annotations
 

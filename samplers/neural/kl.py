@@ -1,4 +1,4 @@
-"""KL-NS: neural implicit sampler trained on the reverse KL divergence (METHODS.md)."""
+"""KL-NS: neural implicit sampler trained on the reverse KL divergence (docs/methods.md#kl-ns)."""
 
 from __future__ import annotations
 

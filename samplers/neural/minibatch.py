@@ -1,4 +1,5 @@
-"""Neural samplers trained on minibatch target scores (large-N Bayesian models, TARGETS.md §2).
+"""Neural samplers trained on minibatch target scores (large-N Bayesian models;
+docs/targets.md#minibatch-scores).
 
 A target with a ``minibatch_score(x, batch_size, generator, create_graph)`` method (Bayesian
 logistic regression) gives an unbiased estimate of its score from ``m`` of its ``N`` rows. The

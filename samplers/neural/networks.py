@@ -2,8 +2,8 @@
 
 :class:`MLP` / :class:`ResidualMLP` (generator or score network on ``R^d``),
 :class:`ConvGenerator` (latent -> image) and :class:`ConvScoreNet` (image -> score image) for
-targets with an ``image_shape`` (the EBMs of TARGETS.md §3). Every network maps flat ``(n, ·)``
-tensors, so the training loop never sees image shapes.
+targets with an ``image_shape`` (the EBMs of docs/targets.md#image-ebms). Every network maps
+flat ``(n, ·)`` tensors, so the training loop never sees image shapes.
 
 Weights are drawn from an explicit CPU ``torch.Generator`` (never the global RNG), so a fixed
 seed gives identical networks on every device: parameters are created without initialisation

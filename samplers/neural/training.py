@@ -3,7 +3,7 @@
 A neural implicit sampler is a generator ``x = g_theta(z)``, ``z ~ N(0, I_{d_z})``, trained
 against a target known up to its normaliser. Its own score is unknown, so an auxiliary score
 network ``s_phi`` is fitted to the generator's samples by denoising score matching (DSM) at noise
-level ``sigma`` (METHODS.md):
+level ``sigma`` (docs/methods.md#score-network):
 
     L_DSM(phi) = E_{z, eps} || sigma * s_phi(sg[g_theta(z)] + sigma * eps) + eps ||^2,
 

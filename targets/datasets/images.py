@@ -1,4 +1,4 @@
-"""Image datasets for the energy-based-model targets (TARGETS.md §3).
+"""Image datasets for the energy-based-model targets (docs/targets.md#image-datasets).
 
 Four loaders, registered in :data:`IMAGE_DATASETS` (merged into the single dataset registry
 ``targets.datasets.DATASETS``). Every loader returns pixels in ``[0, 1]`` as float32 tensors of

@@ -1,4 +1,4 @@
-"""Tabular datasets for Bayesian logistic regression (TARGETS.md §2).
+"""Tabular datasets for Bayesian logistic regression (docs/targets.md#blr-datasets).
 
 Every loader returns a :class:`~targets.datasets.base.Dataset` prepared the same way:
 
@@ -29,7 +29,7 @@ import torch
 
 from targets.datasets.base import Dataset, DatasetUnavailable, seeded_split
 
-#: Fraction of the data held out for testing (TARGETS.md §2: an 80/20 split).
+#: Fraction of the data held out for testing (an 80/20 split; docs/targets.md#blr-datasets).
 TEST_FRACTION = 0.2
 COVERTYPE_SHAPE = (581_012, 54)
 COVERTYPE_HOWTO = (
@@ -169,7 +169,7 @@ def logistic_margin_scale(bayes_accuracy: float) -> float:
 def synthetic(num_data: int = 20_000, num_features: int = 54, seed: int = 0,
               correlation: float = 0.0, bayes_accuracy: float = 0.75,
               split_seed: int = 0) -> Dataset:
-    """Covertype-like synthetic logistic data (TARGETS.md §2).
+    """Covertype-like synthetic logistic data (docs/targets.md#synthetic-data).
 
     Features ``x ~ N(0, Sigma)`` with ``Sigma = (1 - rho) I + rho 11^T`` (``rho = correlation``);
     true weights ``w* = s u / sqrt(u^T Sigma u)`` for a random unit direction ``u``, so the

@@ -1,4 +1,5 @@
-"""Image energy-based models (TARGETS.md §3): MDSM energies, their training, and the targets.
+"""Image energy-based models (docs/targets.md#image-ebms): MDSM energies, their training, and
+the targets.
 
 * :mod:`targets.ebm.networks` — ``Res12_Quadratic`` (32×32) and its 8×8 sibling.
 * :mod:`targets.ebm.mdsm` — the MDSM loss, training loop and checkpoint I/O.

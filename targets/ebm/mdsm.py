@@ -1,4 +1,5 @@
-"""Multi-scale denoising score matching (MDSM): the loss and the training loop (TARGETS.md §3).
+"""Multi-scale denoising score matching (MDSM): the loss and the training loop
+(docs/targets.md#mdsm-training).
 
 Per batch, slot ``i`` gets noise level ``σ_i`` from a fixed log-spaced grid over
 ``[σ_min, σ_max] = [0.1, 3.0]`` (one level per slot), ``x̃ = x + σ_i ε`` and

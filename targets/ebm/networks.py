@@ -1,4 +1,4 @@
-"""Energy networks of the MDSM image EBMs (TARGETS.md §3).
+"""Energy networks of the MDSM image EBMs (docs/targets.md#energy-network).
 
 ``Res12_Quadratic`` is the energy of Li, Chen & Sommer, "Learning energy-based models in
 high-dimensional spaces with multi-scale denoising score matching" (MDSM, 2019): a residual

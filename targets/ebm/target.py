@@ -1,4 +1,5 @@
-"""Image energy-based models as targets: ``log q~(x) = −E(x)`` on flattened pixels (TARGETS.md §3).
+"""Image energy-based models as targets: ``log q~(x) = −E(x)`` on flattened pixels
+(docs/targets.md#image-ebms).
 
 The energies are MDSM networks trained by :mod:`targets.ebm.mdsm`; the registered targets load
 the small checkpoints shipped in ``targets/ebm/checkpoints/`` (how each was made is recorded in
@@ -59,7 +60,8 @@ class EBMTarget(Target):
         super().__init__(channels * height * width, device, dtype)
         self.dataset: str = stored["dataset"]
         # sigma_0 of the MDSM loss: the energy models the data smoothed at this scale, so the
-        # final denoising step x + sigma_0^2 * score(x) (METHODS.md) uses the same value.
+        # final denoising step x + sigma_0^2 * score(x) (docs/methods.md#final-denoising-step)
+        # uses the same value.
         self.denoise_sigma: float = float(stored.get("sigma0", 0.1))
         # The energy is the score of the data smoothed at sigma_0: nothing in q is narrower.
         self.length_scale: float = self.denoise_sigma
@@ -90,8 +92,8 @@ class EBMTarget(Target):
         return super().provides | {"images", "mcmc_reference"}
 
     def initial_positions(self, n: int, generator: torch.Generator) -> Tensor:
-        """``0.5 + N(0, I)`` in pixel space (METHODS.md; MDSM's sampler initialisation for
-        images in [0, 1]), shape ``(n, d)``."""
+        """``0.5 + N(0, I)`` in pixel space (MDSM's sampler initialisation for images in [0, 1];
+        docs/methods.md#budgets-and-initial-positions), shape ``(n, d)``."""
         return 0.5 + self.randn(n, self.dim, generator=generator)
 
 
@@ -100,7 +102,8 @@ class EBMDigits(EBMTarget):
 
     name = "ebm_digits"
     pretty_name = "EBM digits"
-    description = "MDSM energy (res8_quadratic) on sklearn 8x8 digits, d = 64 (TARGETS.md §3)."
+    description = ("MDSM energy (res8_quadratic) on sklearn 8x8 digits, d = 64 "
+                   "(docs/targets.md#image-ebms).")
     checkpoint_name = "digits.pt"
 
 

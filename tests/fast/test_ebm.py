@@ -1,4 +1,7 @@
-"""MDSM energies, their loss and training command, and the EBM targets (TARGETS.md §3)."""
+"""MDSM energies, their loss and training command, and the EBM targets.
+
+See docs/targets.md#image-ebms.
+"""
 
 from __future__ import annotations
 

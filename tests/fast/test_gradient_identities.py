@@ -1,4 +1,5 @@
-"""Gradient identities of the neural samplers' surrogate losses (METHODS.md, required tests).
+"""Gradient identities of the neural samplers' surrogate losses
+(docs/methods.md#gradient-identity-tests).
 
 Each sampler's own ``surrogate`` is called with a 1-D affine generator ``x = mu + a z`` (so
 ``p_theta = N(mu, a^2)`` and ``p_{theta,sigma} = N(mu, a^2 + sigma^2)`` have exact scores, which
@@ -31,7 +32,7 @@ WEIGHTS, MEANS, STDS = (0.3, 0.7), (-1.5, 1.0), (0.5, 0.8)
 NUM_NODES = 300
 STEP = 1e-5  # central differences: truncation ~ STEP^2, round-off ~ 1e-16 / STEP
 TOLERANCE = 1e-3
-DFT_TRUE = (-1.762149, -3.034094)  # reference figures of METHODS.md
+DFT_TRUE = (-1.762149, -3.034094)  # docs/methods.md#gradient-identity-tests
 DFT_PARTIAL = (-1.268278, 0.318147)
 
 
@@ -167,7 +168,8 @@ def test_dft_partial_is_biased(true_gradients):
 
 def test_dft_without_hessian_vector_product_is_wrong(true_gradients):
     gradient = surrogate_gradient(DFTNS(sigma=SIGMA), NoHessianTarget(), noised=True)
-    # Without the HVP the location gradient vanishes: E[s_bar + eps/sigma] = 0 (METHODS.md).
+    # Without the HVP the location gradient vanishes: E[s_bar + eps/sigma] = 0
+    # (docs/methods.md#dft-ns).
     assert abs(gradient[0]) < TOLERANCE
     assert np.max(np.abs(gradient - true_gradients["dft"])) > 0.3
 

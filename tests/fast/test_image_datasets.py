@@ -1,4 +1,5 @@
-"""Image dataset loaders (TARGETS.md §3): shapes, ranges, checksums, splits, missing-data errors.
+"""Image dataset loaders (docs/targets.md#image-datasets): shapes, ranges, checksums, splits,
+missing-data errors.
 
 The IDX code path (fashion_mnist, mnist) is tested on a tiny fixture written here; the real
 Fashion-MNIST is tested only where Debian's ``dataset-fashion-mnist`` is installed.

@@ -4,7 +4,8 @@ A convolutional DFT-NS sampler (conv generator and score network, sampler_lr = 1
 sigma = 0.2: in the tuning sweep the larger sigma cut the FID fastest) is trained for
 :data:`ITERATIONS` iterations at batch 64 on the shipped digits energy (~50 s on one CPU core
 of the loaded 2-core machine). Its FID against the EBM reference samples (the sampler-only
-view of METRICS.md; ``fid_ref``) must fall to at most half of the untrained generator's.
+view, docs/metrics.md#fid-against-the-ebm-reference; ``fid_ref``) must fall to at most half of
+the untrained generator's.
 Where the reference samples are not stored yet, FID against the test data stands in (stated
 in the assertion message). The untrained generator's output is a blob near zero, FID(data)
 ~490; the tuning run (results/paper-ebm-tuning/) reached FID(data) ~140 within 100 iterations

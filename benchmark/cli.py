@@ -1,6 +1,11 @@
 """``python -m benchmark``: the command line.
 
-Exit codes: 0 success; 1 some cell failed; 2 usage or input error (one line, no traceback).
+Exit codes: 0 success; 1 some cell failed; 2 usage or input error (one line, no traceback:
+:class:`benchmark.schema.UsageError` and its subclasses).
+
+Each handler imports the stage it drives when it runs, not at the top of this module: planning
+and running import torch (seconds), so ``--help``, ``table`` and ``compare``, whose stages are
+torch-free, start without it (``tests/fast/test_architecture.py`` checks that they do).
 """
 
 from __future__ import annotations
@@ -14,14 +19,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmark.matrix import MATRIX_DIR, MatrixError, check_device, load_matrix
-from benchmark.store import StoreFileError
+from benchmark.fid.cli import add_commands as add_fid_commands
+from benchmark.schema import UsageError
 
 RESULTS_DIR = Path("results")
-
-
-class UsageError(Exception):
-    """A user error: printed as one line, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -32,9 +33,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _command_list(args: argparse.Namespace) -> int:
+    # Imported here, like every stage below: the registries load torch (module docstring).
     import tomllib
 
-    from benchmark.metrics import METRICS
+    from benchmark.metrics.registry import METRICS
+    from benchmark.plan.matrix import MATRIX_DIR
     from samplers import SAMPLERS
     from targets import TARGETS
 
@@ -54,8 +57,9 @@ def _command_list(args: argparse.Namespace) -> int:
 
 def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     """Write ``<store>/tables/<metric>.md|.tex`` and ``aggregate.csv``; print the Markdown."""
+    # Torch-free, but pandas: imported here so that --help does not load it either.
+    from benchmark.report.tables import write_tables
     from benchmark.store import ResultsStore
-    from benchmark.tables import write_tables
 
     store = ResultsStore(store_dir)
     rows, _ = store.load_current()
@@ -71,20 +75,22 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import in_shard, plan_cells, run_matrix
+    # Imported here: planning and running load torch (module docstring).
+    from benchmark.plan.cells import plan_cells
+    from benchmark.plan.matrix import check_device, load_matrix
+    from benchmark.plan.plan import (
+        check_targets,
+        drop_unavailable_targets,
+        make_plan,
+        select_targets,
+    )
+    from benchmark.run.runner import run_matrix
     from benchmark.store import ResultsStore
 
     if args.device is not None:
         check_device(args.device)
     matrix = load_matrix(args.matrix, device=args.device)
-    from benchmark.cells import (
-        check_targets,
-        drop_unavailable_targets,
-        plan_records,
-        select_targets,
-    )
-
-    planned = plan_records(matrix)  # the whole matrix, whatever --target and --shard pick
+    planned = plan_cells(matrix)  # the whole matrix, whatever --target and --shard pick
     if args.target:
         matrix = select_targets(matrix, args.target)
     matrix, unavailable = drop_unavailable_targets(matrix)
@@ -101,19 +107,18 @@ def _command_run(args: argparse.Namespace) -> int:
     shard = _parse_shard(args.shard)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
-    cells = [c for c in plan_cells(matrix) if in_shard(c, shard)]
-    status = {c.cell_id: store.cell_status(c.cell_id) for c in cells}
-    todo = [c for c in cells if args.force or status[c.cell_id] != "finished"]
-    print(f"matrix '{matrix.name}': {len(cells)} cells ({len(todo)} to run) on {matrix.device}; "
-          f"results in {out}", flush=True)
+    # The one plan of this run: both runners below take it as it is.
+    plan = make_plan(matrix, store, planned=planned, shard=shard, force=args.force)
+    print(f"matrix '{matrix.name}': {len(plan.cells)} cells ({len(plan.todo)} to run) on "
+          f"{matrix.device}; results in {out}", flush=True)
     for kind in ("failed", "unreadable"):
-        count = sum(value == kind for value in status.values())
+        count = sum(value == kind for value in plan.status.values())
         if count and not args.force:
             print(f"rerunning {count} {kind} cell(s) found in the store", flush=True)
     if args.dry_run:
-        from benchmark.cells import estimate_seconds
+        from benchmark.plan.estimate import estimate_seconds
 
-        estimate = estimate_seconds(todo, store.load())
+        estimate = estimate_seconds(plan.todo, store.load())
         borrowed = (f" ({estimate.borrowed} cells timed from the same sampler@budget on other "
                     f"targets)" if estimate.borrowed else "")
         print(f"estimate: {estimate.seconds:.1f} s from {estimate.sources} stored cells"
@@ -121,27 +126,26 @@ def _command_run(args: argparse.Namespace) -> int:
         return 0
     for path in store.remove_stale_temporaries():
         print(f"removed a temporary file left by a killed write: {path}", flush=True)
-    store.write_plan(matrix.name, planned)
+    store.write_plan(matrix.name, plan.records())
     save_samples = True if args.save_samples else None  # None: the matrix's save_samples
     start = time.perf_counter()
     failed = diverged = 0
-    bar = tqdm(total=len(todo), desc=matrix.name, unit="cell", disable=None)
+    bar = tqdm(total=len(plan.todo), desc=matrix.name, unit="cell", disable=None)
     with contextlib.ExitStack() as stack:
         if args.workers is None and args.scheduler is None:
-            results = run_matrix(matrix, store, cache_dir=args.cache, force=args.force,
-                                 progress=args.progress, shard=shard, save_samples=save_samples)
+            results = run_matrix(plan, store, cache_dir=args.cache, progress=args.progress,
+                                 save_samples=save_samples)
         else:
-            from benchmark.distributed import dask_client, run_matrix_distributed
+            from benchmark.run.distributed import dask_client, run_matrix_distributed
 
             try:
                 client = stack.enter_context(dask_client(args.workers, args.scheduler))
             except OSError as error:  # includes TimeoutError: nothing answered
                 raise UsageError(f"--scheduler: cannot connect to '{args.scheduler}': "
                                  f"{error}") from None
-            results = run_matrix_distributed(matrix, store, args.cache, client,
-                                             force=args.force, shard=shard,
+            results = run_matrix_distributed(plan, store, args.cache, client,
                                              save_samples=save_samples)
-        report = ProgressLines(len(todo), enabled=bar.disable)
+        report = ProgressLines(len(plan.todo), enabled=bar.disable)
         for cell, rows in stack.enter_context(contextlib.closing(results)):
             bar.set_postfix_str(f"{cell.target.label} {cell.sampler_label}@{cell.budget}")
             bar.update()
@@ -152,7 +156,7 @@ def _command_run(args: argparse.Namespace) -> int:
                 tqdm.write(f"failed: {cell.target.label} {cell.sampler_label}@{cell.budget} "
                            f"seed {cell.seed}: {rows[0]['reason']}")
     bar.close()
-    print(f"ran {len(todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed, "
+    print(f"ran {len(plan.todo)} cells in {time.perf_counter() - start:.1f} s; {failed} failed, "
           f"{diverged} diverged")
     _print_tables(out, [m for m in matrix.metrics])
     if not args.no_figures:
@@ -214,20 +218,22 @@ def _command_table(args: argparse.Namespace) -> int:
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
+    # Imported here: evaluating loads torch (module docstring).
     import pandas as pd
 
-    from benchmark.evaluate import evaluate_store
-    from benchmark.metrics import METRICS
-    from benchmark.results import write_samples
+    from benchmark.metrics.info import METRIC_INFO
+    from benchmark.plan.matrix import check_device
+    from benchmark.run.evaluate import evaluate_store
+    from benchmark.run.results import write_samples
     from benchmark.store import ResultsStore
 
     store_dir = Path(args.store)
     if not (store_dir / "cells").is_dir():
         raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
-    unknown = [metric for metric in args.metric or [] if metric not in METRICS]
+    unknown = [metric for metric in args.metric or [] if metric not in METRIC_INFO]
     if unknown:
         raise UsageError(f"--metric: unknown metric '{unknown[0]}'; valid choices: "
-                         f"{', '.join(sorted(METRICS))}")
+                         f"{', '.join(sorted(METRIC_INFO))}")
     if args.device is not None:
         check_device(args.device)
     out = ResultsStore(args.out) if args.out else None
@@ -257,7 +263,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare_results, format_comparison, summary_line
+    # Torch-free, but pandas and scipy: imported here so that --help does not load them.
+    from benchmark.report.compare import compare_results, format_comparison, summary_line
     from benchmark.store import ResultsStore
 
     if not all(0 <= value < float("inf") for value in (args.abs_tol, args.k)):  # rejects nan
@@ -285,7 +292,8 @@ def _command_compare(args: argparse.Namespace) -> int:
 
 
 def _command_plot(args: argparse.Namespace) -> int:
-    from benchmark.plots import FIGURES
+    # Imported here: the figures load matplotlib, and torch for stored samples.
+    from benchmark.report.plots import FIGURES
 
     store_dir = Path(args.store)
     if not ((store_dir / "cells").is_dir() or (store_dir / "history").is_dir()):
@@ -299,7 +307,7 @@ def _command_plot(args: argparse.Namespace) -> int:
 
 
 def _write_figures(store_dir: Path, out: Path, names: list[str] | None) -> None:
-    from benchmark.plots import write_figures
+    from benchmark.report.plots import write_figures  # matplotlib and torch: see above
 
     for result in write_figures(store_dir, out, names):
         if result.skipped:
@@ -310,8 +318,9 @@ def _write_figures(store_dir: Path, out: Path, names: list[str] | None) -> None:
 
 
 def _command_train_ebm(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # imported here, as for `run` (module docstring)
 
+    from benchmark.plan.matrix import check_device
     from targets.datasets import DatasetUnavailable
     from targets.ebm.mdsm import TrainConfig, train_energy
 
@@ -419,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("store", help="results store directory")
     plot.add_argument("--out", help="figure directory (default: STORE/figures)")
     plot.add_argument("--figure", nargs="+", action="extend", metavar="NAME",
-                      help="figure(s) to draw (default: all; see benchmark.plots.FIGURES)")
+                      help="figure(s) to draw (default: all; see "
+                           "benchmark.report.plots.FIGURES)")
     plot.set_defaults(handler=_command_plot)
 
     train_ebm = commands.add_parser(
@@ -446,9 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_ebm.add_argument("--num-threads", type=int, help="torch intra-op threads")
     train_ebm.set_defaults(handler=_command_train_ebm)
 
-    from benchmark.fid.cli import add_commands as add_fid_commands  # train-classifier, ...
-
-    add_fid_commands(commands)
+    add_fid_commands(commands)  # train-classifier, ebm-reference
 
     listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
     listing.set_defaults(handler=_command_list)
@@ -460,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (MatrixError, UsageError, StoreFileError) as error:
+    except UsageError as error:  # MatrixError and StoreFileError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

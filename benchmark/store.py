@@ -6,12 +6,20 @@ Layout under the store's root directory::
     history/<train_key>.csv  training history of one trained neural sampler
     plan/<matrix>.csv        every cell the matrix plans (written by ``run``), so tables can
                              say which planned cells a partial store lacks
+    samples/<cell_id>.pt     the samples of a cell run with ``save_samples`` (written by
+                             :mod:`benchmark.run.results`; read here by ``evaluate`` and figures)
 
 Why one file per cell: a file is written to a temporary name, flushed to disk and renamed into
 place (``os.replace`` is atomic on POSIX), so killing the run at any moment loses at most the
 cells in flight and can never leave a half-written row behind; resuming is an existence check;
 the files are plain text, so committed reference results diff cleanly. Only one process (the
 client) writes, so there is no locking.
+
+This module is the one place that knows the store's layout, and it sits below every stage
+(docs/harness.md#package-layout): planning records the plan, running writes cells and
+histories, reporting reads them. It imports pandas but not torch, so ``table`` and ``compare``
+start without loading torch; only :func:`load_samples` needs torch, and imports it when called.
+The columns are those of :mod:`benchmark.schema`.
 """
 
 from __future__ import annotations
@@ -23,56 +31,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 
-#: The fixed schema of a result row (docs/harness.md#row-schema). Order is the column order.
-COLUMNS: tuple[str, ...] = (
-    "matrix",           # matrix name
-    "cell_id",          # hash of (matrix seed, target, sampler, params, budget, seed, n, dtype)
-    "target",           # target label as written in tables (e.g. "gaussian_d10")
-    "target_name",      # registry name or import path
-    "target_params",    # canonical JSON
-    "sampler",          # sampler label (e.g. "dft_ns_partial"); "reference" for floor rows
-    "sampler_name",     # registry name or import path
-    "params",           # canonical JSON of the *resolved* sampler parameters
-    "budget",           # transitions (iterative) or generator passes (neural); 0 for floor rows
-    "seed",             # the matrix-level seed of this replicate
-    "cell_seed",        # the seed actually used, hashed from the cell's identity
-    "n",                # number of samples evaluated
-    "status",           # ok | diverged | failed
-    "metric",           # metric name
-    "value",            # metric value (NaN when not computed; see reason)
-    "reason",           # why a value is missing or non-finite; empty otherwise
-    "nfe",              # target evaluations per particle while sampling
-    "train_nfe",        # target evaluations during training, total rows (neural only)
-    "train_hvp",        # Hessian-vector products during training, total rows (neural only)
-    "train_iterations", # training iterations (neural only)
-    "train_seconds",    # training wall-clock (neural only; reused from cache when cached)
-    "sample_seconds",   # sampling wall-clock for n samples, after warm-up, device-synchronised
-    "metric_seconds",   # time spent computing this metric
-    "device",           # e.g. cpu, cuda:0
-    "num_threads",      # torch intra-op threads
-    "worker",           # who ran the cell (host:pid or a Dask worker address)
-    "torch_version",
-    "package_version",
-    "git_commit",
-    "timestamp",        # ISO 8601 UTC, when the cell finished
-)
-
-#: Columns read back as text whatever they look like (ids, hashes, labels, versions).
-TEXT_COLUMNS: frozenset[str] = frozenset({
-    "matrix", "cell_id", "train_key", "target", "target_name", "target_params", "sampler",
-    "sampler_name", "params", "status", "metric", "reason", "device", "worker", "torch_version",
-    "package_version", "git_commit", "timestamp"})
-
-#: One planned cell of a matrix (``plan/<matrix>.csv``).
-PLAN_COLUMNS: tuple[str, ...] = ("matrix", "cell_id", "target", "sampler", "budget", "seed")
-
-HISTORY_COLUMNS: tuple[str, ...] = ("train_key", "target", "sampler", "params", "seed",
-                                    "iteration", "metric", "value")
-
+from benchmark.schema import COLUMNS, HISTORY_COLUMNS, PLAN_COLUMNS, TEXT_COLUMNS, StoreFileError
 
 #: Statuses of a cell file that count as finished; a ``failed`` cell is rerun on resume.
 FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
@@ -82,9 +45,9 @@ FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
 #: writes into the same store.
 STALE_TEMPORARY_SECONDS = 600.0
 
-
-class StoreFileError(ValueError):
-    """A results file that cannot be read; the message names it in one line."""
+SAMPLES_DIR = "samples"
+#: What ``evaluate`` reads from a samples file.
+SAMPLES_KEYS = ("samples", "dtype", "device", "reference_seed")
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], mode: str = "w") -> None:
@@ -106,6 +69,11 @@ def atomic_write(path: Path, write: Callable[[IO], None], mode: str = "w") -> No
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` with :func:`atomic_write` (tables, figures' callers)."""
+    atomic_write(Path(path), lambda stream: stream.write(data), mode="wb")
 
 
 def _atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -154,7 +122,7 @@ class ResultsStore:
         removed = []
         now = time.time()
         for directory in (self.cells_dir, self.history_dir, self.plan_dir,
-                          self.root / "samples", self.root / "tables"):
+                          self.root / SAMPLES_DIR, self.root / "tables"):
             for path in directory.glob(".*.tmp") if directory.exists() else ():
                 try:
                     if now - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
@@ -257,3 +225,36 @@ def _read_csv(path: Path, columns: tuple[str, ...], text: dict) -> pd.DataFrame:
         raise StoreFileError(f"unreadable results file '{path}': missing column(s) "
                              f"{', '.join(missing[:3])}; {hint}")
     return frame
+
+
+def samples_path(store: ResultsStore, cell_id: str) -> Path:
+    """Where the samples of ``cell_id`` are (or would be) stored."""
+    return store.root / SAMPLES_DIR / f"{cell_id}.pt"
+
+
+def load_samples(store: ResultsStore, cell_id: str,
+                 required: tuple[str, ...] = SAMPLES_KEYS) -> dict[str, Any] | None:
+    """The payload written by :func:`benchmark.run.results.write_samples`, or None if the cell
+    kept no samples.
+
+    Raises:
+        StoreFileError: the file cannot be read, or lacks a key of ``required``.
+    """
+    # Imported here, not at the top: the store's tables and plans are read by `table` and
+    # `compare`, which must start without loading torch; only sample files need it.
+    import torch
+
+    path = samples_path(store, cell_id)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - truncated, garbage or not a torch file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StoreFileError(f"unreadable samples file '{path}': {reason[:120]}; delete it "
+                             f"(rerun the cell with --force --save-samples to remake it)") from None
+    missing = [key for key in required if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise StoreFileError(f"samples file '{path}' lacks {', '.join(missing)}; delete it "
+                             f"(rerun the cell with --force --save-samples to remake it)")
+    return payload

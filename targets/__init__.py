@@ -12,7 +12,7 @@ import torch
 from targets.base import Modes, Target, make_generator
 from targets.blr import BayesianLogisticRegression
 from targets.counting import CountingTarget
-from targets.ebm.target import EBMDigits, EBMMnist5k
+from targets.ebm.target import EBMDigits, EBMMnist5k, EBMMnist16
 from targets.intermediate import CorrelatedGaussian, FunnelD
 from targets.mfa import MFADigits, MFAFashion, MFAMnist
 from targets.rezende_mohamed import (
@@ -53,6 +53,7 @@ TARGETS: dict[str, type[Target]] = {
     "blr": BayesianLogisticRegression,
     "ebm_digits": EBMDigits,
     "ebm_mnist5k": EBMMnist5k,
+    "ebm_mnist16": EBMMnist16,
     "mfa_digits": MFADigits,
     "mfa_mnist": MFAMnist,
     "mfa_fashion": MFAFashion,

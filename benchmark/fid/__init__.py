@@ -11,10 +11,9 @@
 
 The registered metrics (``fid_data``, ``fid_ref``, ``class_tv``, ``class_max_share``) are in
 :mod:`benchmark.metrics.images`.
+
+May import: :mod:`benchmark.schema`, ``targets`` and ``samplers`` (the reference chains are
+MALA); :mod:`benchmark.fid.cli` is part of the command line and may import any stage. This file
+imports nothing, so ``python -m benchmark --help`` can register the subcommands of
+:mod:`benchmark.fid.cli` without loading torch.
 """
-
-from benchmark.fid.evaluation import class_coverage, fid_between, fid_floor, fid_to_data
-from benchmark.fid.frechet import frechet_distance, frechet_distance_of_features, gaussian_fit
-
-__all__ = ["class_coverage", "fid_between", "fid_floor", "fid_to_data", "frechet_distance",
-           "frechet_distance_of_features", "gaussian_fit"]

@@ -1,7 +1,9 @@
 """The ``train-classifier`` and ``ebm-reference`` subcommands of ``python -m benchmark``.
 
 :func:`add_commands` registers both on the main parser's subparsers (``benchmark/cli.py``).
-Each handler returns an exit code and raises ``benchmark.cli.UsageError`` for bad input.
+Each handler returns an exit code and raises :class:`benchmark.schema.UsageError` for bad
+input. Handlers import what they run when called, so registering the commands (every
+``python -m benchmark`` start, ``--help`` included) loads no torch.
 """
 
 from __future__ import annotations
@@ -11,11 +13,7 @@ import shlex
 import time
 from pathlib import Path
 
-
-def _usage_error(message: str) -> Exception:
-    from benchmark.cli import UsageError  # imported late: benchmark.cli imports this module
-
-    return UsageError(message)
+from benchmark.schema import UsageError
 
 
 def _command_line(args: argparse.Namespace, name: str) -> str:
@@ -27,6 +25,7 @@ def _command_line(args: argparse.Namespace, name: str) -> str:
 
 
 def _command_train_classifier(args: argparse.Namespace) -> int:
+    # Imports inside the handlers: torch loads only when a command runs (fast CLI start).
     import torch
 
     from benchmark.fid.evaluation import fid_floor, split_outputs
@@ -42,15 +41,15 @@ def _command_train_classifier(args: argparse.Namespace) -> int:
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
     if args.epochs is not None and args.epochs < 1:
-        raise _usage_error(f"--epochs: expected an integer >= 1, got {args.epochs}")
+        raise UsageError(f"--epochs: expected an integer >= 1, got {args.epochs}")
     if args.floor_repeats < 1:
-        raise _usage_error(f"--floor-repeats: expected an integer >= 1, got {args.floor_repeats}")
+        raise UsageError(f"--floor-repeats: expected an integer >= 1, got {args.floor_repeats}")
     directory = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
     try:
         checkpoint = train_classifier(args.dataset, seed=args.seed, num_epochs=args.epochs,
                                       progress=True)
     except (ValueError, DatasetUnavailable) as error:
-        raise _usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
     checkpoint["command"] = _command_line(args, "train-classifier")
     path = checkpoint_path(args.dataset, directory)
     save_checkpoint(checkpoint, path)
@@ -80,7 +79,7 @@ def _command_ebm_reference(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.fid.reference import make_reference, reference_directory, save_reference
-    from benchmark.matrix import check_device
+    from benchmark.plan.matrix import check_device
     from targets import make_target
 
     if args.device is not None:
@@ -88,13 +87,13 @@ def _command_ebm_reference(args: argparse.Namespace) -> int:
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
     if args.steps < 1:
-        raise _usage_error(f"--steps: expected an integer >= 1, got {args.steps}")
+        raise UsageError(f"--steps: expected an integer >= 1, got {args.steps}")
     try:
         target = make_target(args.target, device=args.device or "cpu")
     except (ValueError, FileNotFoundError) as error:
-        raise _usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
     if not hasattr(target, "dataset"):
-        raise _usage_error(f"--target: '{args.target}' is not an image energy (no dataset)")
+        raise UsageError(f"--target: '{args.target}' is not an image energy (no dataset)")
     start = time.perf_counter()
     try:
         samples, info = make_reference(target, args.steps, n=args.n, seed=args.seed,
@@ -102,7 +101,7 @@ def _command_ebm_reference(args: argparse.Namespace) -> int:
                                        warmup_fraction=args.warmup_fraction,
                                        progress=True)
     except ValueError as error:
-        raise _usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
     info["command"] = _command_line(args, "ebm-reference")
     info["wall_seconds"] = time.perf_counter() - start
     info["num_threads"] = torch.get_num_threads()

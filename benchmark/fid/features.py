@@ -73,6 +73,7 @@ CLASSIFIER_CONFIGS: dict[str, ClassifierConfig] = {
     "digits": ClassifierConfig(widths=(32, 64), feature_dim=32, num_epochs=60),
     "mnist5k": ClassifierConfig(widths=(16, 32, 64, 64), feature_dim=64, num_epochs=30,
                                  max_shift=2),
+    "mnist16": ClassifierConfig(widths=(16, 32, 64), feature_dim=64, num_epochs=30, max_shift=1),
     "fashion_mnist": ClassifierConfig(widths=(16, 32, 64, 64), feature_dim=64, num_epochs=5),
     "mnist": ClassifierConfig(widths=(16, 32, 64, 64), feature_dim=64, num_epochs=5),
 }

@@ -20,11 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from benchmark.metrics import Metric, MetricContext
+from benchmark.metrics.base import Metric, MetricContext
 from targets.base import Target
-
-PREDICTIVE = frozenset({"predictive"})
-MOMENTS = frozenset({"posterior_moments"})
 
 
 def accuracy(samples: Tensor, target: Target, context: MetricContext) -> float:
@@ -66,18 +63,17 @@ def std_error(samples: Tensor, target: Target, context: MetricContext) -> float:
 BLR_METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("accuracy", "Test accuracy",
-               "test accuracy of the predictive averaged over samples, mean_t 1[p_t > 0.5], "
-               "p_t = mean_m sigma(y_t w_m^T x_t)",
-               accuracy, PREDICTIVE, lower_is_better=False),
-        Metric("test_loglik", "Test log-likelihood",
-               "mean_t log p_t on the test split, p_t = mean_m sigma(y_t w_m^T x_t)",
-               test_log_likelihood, PREDICTIVE, lower_is_better=False),
-        Metric("mean_error", "Posterior mean error",
-               "sqrt(mean_i ((mean_hat_i - mean_i) / std_i)^2) against the stored reference "
-               "MALA run", mean_error, MOMENTS),
-        Metric("std_error", "Posterior std error",
-               "sqrt(mean_i ((std_hat_i - std_i) / std_i)^2) against the stored reference "
-               "MALA run", std_error, MOMENTS),
+        Metric.declared("accuracy", "test accuracy of the predictive averaged over samples, "
+                                    "mean_t 1[p_t > 0.5], p_t = mean_m sigma(y_t w_m^T x_t)",
+                        accuracy),
+        Metric.declared("test_loglik", "mean_t log p_t on the test split, p_t = mean_m "
+                                       "sigma(y_t w_m^T x_t)",
+                        test_log_likelihood),
+        Metric.declared("mean_error", "sqrt(mean_i ((mean_hat_i - mean_i) / std_i)^2) against "
+                                      "the stored reference MALA run",
+                        mean_error),
+        Metric.declared("std_error", "sqrt(mean_i ((std_hat_i - std_i) / std_i)^2) against "
+                                     "the stored reference MALA run",
+                        std_error),
     )
 }

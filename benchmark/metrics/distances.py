@@ -11,8 +11,9 @@ the two distributions are equal, so it sees mixture weights that KSD is blind to
 
 Noise floor: two *independent* exact sample sets of the same size do not give 0. The floor
 reported beside this metric is the same statistic between two independent reference sets at the
-same ``n`` (``benchmark.metrics.reference_floor``). For ``n`` points per set its expectation is
-``2 E‖X − X'‖ / n`` (the within-set means lose the factor ``(n − 1)/n`` to their zero diagonal).
+same ``n`` (``benchmark.metrics.registry.reference_floor``). For ``n`` points per set its
+expectation is ``2 E‖X − X'‖ / n`` (the within-set means lose the factor ``(n − 1)/n`` to their
+zero diagonal).
 """
 
 from __future__ import annotations

@@ -22,13 +22,8 @@ import functools
 import torch
 from torch import Tensor
 
-from benchmark.metrics import Metric, MetricContext
+from benchmark.metrics.base import Metric, MetricContext
 from targets.base import Target
-
-IMAGES = frozenset({"images"})
-#: An image target whose reference is a stored long MCMC run (the image EBMs); targets with
-#: exact samples (the MFA image targets) do not need one and do not provide it.
-MCMC_REFERENCE = frozenset({"images", "mcmc_reference"})
 
 
 def fid_data(samples: Tensor, target: Target, context: MetricContext) -> float:
@@ -102,21 +97,23 @@ _FEATURES = "penultimate features (ELU) of the dataset's CNN classifier " \
 IMAGE_METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("fid_data", "FID (data)",
-               f"Frechet distance of Gaussian fits (unbiased covariance) of {_FEATURES}: "
-               f"samples vs the whole test split; floor: n training images vs the test split",
-               fid_data, IMAGES, floor=fid_data_floor),
-        Metric("fid_ref", "FID (EBM ref.)",
-               f"Frechet distance of Gaussian fits of {_FEATURES}: samples vs the stored "
-               f"EBM reference samples (long MALA from held-out data); floor: FID between "
-               f"the data- and noise-started reference runs",
-               fid_ref, MCMC_REFERENCE, floor=fid_ref_floor),
-        Metric("class_tv", "Class TV",
-               "total-variation distance between the predicted-class histograms (same "
-               "classifier) of the samples and of the test split",
-               class_tv, IMAGES, floor=class_tv_floor),
-        Metric("class_max_share", "Max class share",
-               "largest share of one predicted class among the samples (data: ~1/K)",
-               class_max_share, IMAGES, floor=class_max_share_floor),
+        Metric.declared(
+            "fid_data", f"Frechet distance of Gaussian fits (unbiased covariance) of "
+                        f"{_FEATURES}: samples vs the whole test split; floor: n training "
+                        f"images vs the test split",
+            fid_data, floor=fid_data_floor),
+        Metric.declared(
+            "fid_ref", f"Frechet distance of Gaussian fits of {_FEATURES}: samples vs the "
+                       f"stored EBM reference samples (long MALA from held-out data); floor: "
+                       f"FID between the data- and noise-started reference runs",
+            fid_ref, floor=fid_ref_floor),
+        Metric.declared(
+            "class_tv", "total-variation distance between the predicted-class histograms "
+                        "(same classifier) of the samples and of the test split",
+            class_tv, floor=class_tv_floor),
+        Metric.declared(
+            "class_max_share", "largest share of one predicted class among the samples "
+                               "(data: ~1/K)",
+            class_max_share, floor=class_max_share_floor),
     )
 }

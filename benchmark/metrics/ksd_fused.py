@@ -9,8 +9,8 @@ at best. Here the Stein kernel of a block is one expression of the per-point inp
 
 Compilation costs seconds to a minute per process (per block shape), so this pays only for
 large ``n`` or many calls in one process; it is off by default (``ksd_squared(...,
-fused=True)`` or ``python -m benchmark.roofline --fused``). Measured numbers are in the module
-:mod:`benchmark.roofline` report and ``results/perf``.
+fused=True)`` or ``python -m benchmark.tools.roofline --fused``). Measured numbers are in the
+module :mod:`benchmark.tools.roofline` report and ``results/perf``.
 """
 
 from __future__ import annotations

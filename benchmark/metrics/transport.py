@@ -2,9 +2,10 @@
 
 All three compare sampler output ``x`` ``(n, dim)`` with reference samples ``y`` ``(m, dim)``
 and, like the energy distance, do not vanish for two independent exact sample sets; the floor
-row (``benchmark.metrics.reference_floor``) is the same statistic between two independent
-reference sets at the same ``n``. Transport solvers are POT's (Flamary et al., "POT: Python
-Optimal Transport", JMLR 2021), imported on first use (importing POT costs seconds).
+row (``benchmark.metrics.registry.reference_floor``) is the same statistic between two
+independent reference sets at the same ``n``. Transport solvers are POT's (Flamary et al.,
+"POT: Python Optimal Transport", JMLR 2021), imported on first use (importing POT costs
+seconds).
 
 * **Sliced W2** (Bonneel et al. 2015): ``SW₂(x, y) = (mean_{l ≤ L} W₂²(θ_lᵀx, θ_lᵀy))^{1/2}``
   over ``L`` directions ``θ_l`` uniform on the unit sphere (normalised standard normals drawn

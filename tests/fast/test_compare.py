@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.compare import REGRESSION, compare_results, group_label
-from benchmark.store import COLUMNS, ResultsStore
+from benchmark.report.compare import REGRESSION, compare_results, group_label
+from benchmark.schema import COLUMNS
+from benchmark.store import ResultsStore
 
 SEEDS = (0, 1, 2)
 # Per-seed values of each group: mean 1.0, sample s.d. 0.1, s.e. 0.1 / sqrt(3).
@@ -297,7 +298,7 @@ def test_identical_or_noise_level_seeds_pass_the_seed_rule():
 def test_seed_threshold_is_the_t_prediction_bound():
     from scipy import stats
 
-    from benchmark.compare import SEED_ALPHA, seed_threshold
+    from benchmark.report.compare import SEED_ALPHA, seed_threshold
 
     values = [1.0, 2.0, 3.0]
     expected = stats.t.ppf(1 - SEED_ALPHA, 2) * 1.0 * math.sqrt(1 + 1 / 3)

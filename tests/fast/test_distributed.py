@@ -10,9 +10,9 @@ import tomllib
 import pytest
 
 from benchmark.cli import main
-from benchmark.distributed import run_cells, task_groups
-from benchmark.matrix import parse_matrix
-from benchmark.runner import plan_cells
+from benchmark.plan.cells import plan_cells
+from benchmark.plan.matrix import parse_matrix
+from benchmark.run.distributed import run_cells, task_groups
 from benchmark.store import ResultsStore
 
 # A tiny neural sampler: a few iterations of a narrow network, enough to exercise training on
@@ -106,9 +106,9 @@ def test_bad_worker_options_are_usage_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:  # argparse: mutually exclusive options
         main(["run", "default", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
     assert info.value.code == 2
-    import benchmark.distributed
+    import benchmark.run.distributed
 
-    monkeypatch.setattr(benchmark.distributed, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(benchmark.run.distributed, "CONNECT_TIMEOUT", 0.5)
     data = tmp_path / "one.toml"
     data.write_text('targets = ["gaussian"]\nn = 8\n[[samplers]]\nname = "mala"\n'
                     'budgets = [1]\n')

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from benchmark.cells import plan_cells, resolved_params
-from benchmark.matrix import MatrixError
-from benchmark.matrix import parse_matrix as parse_matrix_in
-from benchmark.plots_ebm import mosaic
-from benchmark.runner import run_cell
-from benchmark.tables_summary import SUMMARY_LAYOUTS, derived_costs, summary_table
+from benchmark.plan.cells import plan_cells, resolved_params
+from benchmark.plan.matrix import parse_matrix as parse_matrix_in
+from benchmark.report.plots_ebm import mosaic
+from benchmark.report.summary import SUMMARY_LAYOUTS, derived_costs, summary_table
+from benchmark.run.runner import run_cell
+from benchmark.schema import MatrixError
 from samplers import SAMPLERS
 from samplers.annealed import AnnealedLangevin, segment_lengths, temperature_schedule
 from samplers.neural import DFTNS, DFTParams
@@ -31,7 +31,7 @@ from targets.base import AnalyticScoreTarget, make_generator
 from targets.counting import CountingTarget
 
 #: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 

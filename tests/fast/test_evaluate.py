@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.evaluate import evaluate_store
-from benchmark.matrix import parse_matrix as parse_matrix_in
-from benchmark.results import samples_path
-from benchmark.runner import plan_cells, run_matrix
-from benchmark.store import ResultsStore
+from benchmark.plan.cells import plan_cells
+from benchmark.plan.matrix import parse_matrix as parse_matrix_in
+from benchmark.plan.plan import make_plan
+from benchmark.run.evaluate import evaluate_store
+from benchmark.run.runner import run_matrix
+from benchmark.store import ResultsStore, samples_path
 
 #: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 
@@ -42,7 +43,7 @@ TINY = {
 @pytest.fixture
 def tiny_store(tmp_path, single_thread):
     store = ResultsStore(tmp_path / "store")
-    list(run_matrix(parse_matrix(TINY), store, cache_dir=tmp_path / "cache"))
+    list(run_matrix(make_plan(parse_matrix(TINY), store), store, cache_dir=tmp_path / "cache"))
     return store
 
 
@@ -83,10 +84,11 @@ def test_evaluate_reproduces_the_stored_values_exactly(tiny_store):
 def test_a_metric_added_later_equals_the_one_a_full_run_computes(tmp_path, single_thread):
     """Each metric has its own context, so evaluating a subset later changes nothing."""
     ksd_only = ResultsStore(tmp_path / "ksd")
-    list(run_matrix(parse_matrix({**TINY, "metrics": ["ksd"]}), ksd_only, tmp_path / "c"))
+    matrix = parse_matrix({**TINY, "metrics": ["ksd"]})
+    list(run_matrix(make_plan(matrix, ksd_only), ksd_only, tmp_path / "c"))
     both = ResultsStore(tmp_path / "both")
-    list(run_matrix(parse_matrix({**TINY, "metrics": ["ksd", "energy_distance"],
-                                  "save_samples": False}), both, tmp_path / "c"))
+    matrix = parse_matrix({**TINY, "metrics": ["ksd", "energy_distance"], "save_samples": False})
+    list(run_matrix(make_plan(matrix, both), both, tmp_path / "c"))
     out = tmp_path / "added"
     assert main(["evaluate", str(ksd_only.root), "--metric", "energy_distance",
                  "--out", str(out)]) == 0
@@ -110,8 +112,8 @@ def test_cli_evaluate_prints_recomputed_and_stored_values(tiny_store, capsys):
 
 def test_evaluate_without_samples_or_with_a_bad_metric_is_a_usage_error(tmp_path, capsys):
     store = ResultsStore(tmp_path / "plain")
-    list(run_matrix(parse_matrix({**TINY, "save_samples": False, "seeds": [0]}), store,
-                    tmp_path / "cache"))
+    matrix = parse_matrix({**TINY, "save_samples": False, "seeds": [0]})
+    list(run_matrix(make_plan(matrix, store), store, tmp_path / "cache"))
     assert main(["evaluate", str(store.root)]) == 2
     assert "no samples in" in capsys.readouterr().err
     assert main(["evaluate", str(store.root), "--metric", "nope"]) == 2

@@ -56,8 +56,9 @@ from benchmark.fid.reference import (
     run_mala,
     save_reference,
 )
-from benchmark.metrics import MetricContext, evaluate_metric, supported_metrics
-from benchmark.runner import evaluate_samples
+from benchmark.metrics.base import MetricContext
+from benchmark.metrics.registry import evaluate_metric, supported_metrics
+from benchmark.run.runner import evaluate_samples
 from targets import make_target
 from targets.base import Target, make_generator
 from targets.datasets import load_dataset
@@ -387,10 +388,10 @@ def test_floor_rows_of_an_image_energy_come_from_the_metrics_own_floors(tmp_path
     # n training images for fid_data / class coverage, the two reference runs for fid_ref.
     import json
 
-    from benchmark.cells import plan_cells
     from benchmark.fid.reference import reference_directory
-    from benchmark.matrix import parse_matrix
-    from benchmark.runner import run_cell
+    from benchmark.plan.cells import plan_cells
+    from benchmark.plan.matrix import parse_matrix
+    from benchmark.run.runner import run_cell
 
     matrix = parse_matrix({
         "name": "floor-test", "seeds": [0], "n": 60, "device": "cpu", "dtype": "float32",

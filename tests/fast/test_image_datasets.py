@@ -51,12 +51,13 @@ def idx_dir(tmp_path):
     return tmp_path, checksums, arrays
 
 
-def test_registry_holds_the_four_image_datasets():
-    assert {"digits", "mnist5k", "fashion_mnist", "mnist"} <= set(DATASETS)
+def test_registry_holds_the_five_image_datasets():
+    assert {"digits", "mnist5k", "mnist16", "fashion_mnist", "mnist"} <= set(DATASETS)
 
 
 @pytest.mark.parametrize("name,shape,sizes", [("digits", (1, 8, 8), (1438, 359)),
-                                              ("mnist5k", (1, 32, 32), (4000, 1000))])
+                                              ("mnist5k", (1, 32, 32), (4000, 1000)),
+                                              ("mnist16", (1, 16, 16), (4000, 1000))])
 def test_bundled_datasets_shapes_ranges_and_split(name, shape, sizes):
     data = load_dataset(name)
     assert data.shape == shape and (len(data.x_train), len(data.x_test)) == sizes
@@ -83,6 +84,29 @@ def test_mnist5k_is_zero_padded_to_32():
     border[2:30, 2:30] = False
     assert data.x_train[:, 0, border].abs().max() == 0
     assert load_dataset("mnist5k", pad=False).shape == (1, 28, 28)
+
+
+def test_mnist16_is_mnist5k_average_pooled_and_padded_by_one():
+    small = load_dataset("mnist16")
+    full = load_dataset("mnist5k", pad=False)  # 28×28
+    # The same images in the same split and order as mnist5k: identical labels, and every
+    # pixel the mean of its 2×2 block (written out here with reshape, not avg_pool2d).
+    assert torch.equal(small.y_train, full.y_train) and torch.equal(small.y_test, full.y_test)
+    for pooled, original in ((small.x_train, full.x_train), (small.x_test, full.x_test)):
+        blocks = original.reshape(-1, 1, 14, 2, 14, 2).mean(dim=(3, 5))
+        torch.testing.assert_close(pooled[:, :, 1:15, 1:15], blocks, rtol=0, atol=1e-7)
+        # Pooling keeps each image's mean intensity (over its 14×14 = 28×28 / 4 pixels) ...
+        torch.testing.assert_close(pooled[:, 0, 1:15, 1:15].mean(dim=(1, 2)),
+                                   original.mean(dim=(1, 2, 3)), rtol=0, atol=1e-6)
+        # ... and the padding is one zero pixel on each side.
+        border = torch.ones(16, 16, dtype=torch.bool)
+        border[1:15, 1:15] = False
+        assert pooled[:, 0, border].abs().max() == 0
+    # The split follows mnist5k's for another seed too.
+    assert torch.equal(load_dataset("mnist16", seed=1).y_test,
+                       load_dataset("mnist5k", seed=1).y_test)
+    assert small.info["pooling"].startswith("2x2 average") and small.info["padding"] == 1
+    assert small.info["sha256"] == full.info["sha256"]
 
 
 def test_idx_directory_loads_gzipped_and_raw_files(idx_dir):

@@ -8,14 +8,7 @@ import math
 import pytest
 import torch
 
-from benchmark.metrics import (
-    METRICS,
-    MetricContext,
-    MetricRequirementError,
-    evaluate_metric,
-    reference_floor,
-    supported_metrics,
-)
+from benchmark.metrics.base import MetricContext, MetricRequirementError
 from benchmark.metrics.distances import energy_distance, mean_pairwise_distance
 from benchmark.metrics.ksd import (
     IMQKernel,
@@ -28,6 +21,12 @@ from benchmark.metrics.ksd import (
     stein_kernel_matrix,
 )
 from benchmark.metrics.modes import assign_to_modes, mode_recall, mode_weight_error, mode_weights
+from benchmark.metrics.registry import (
+    METRICS,
+    evaluate_metric,
+    reference_floor,
+    supported_metrics,
+)
 from targets.base import Modes, Target, make_generator
 
 F64 = torch.float64

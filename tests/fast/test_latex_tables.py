@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.formatting import latex_escape, render_latex
-from benchmark.tables import write_atomic
+from benchmark.report.formatting import latex_escape, render_latex
+from benchmark.store import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 PREAMBLE = r"\documentclass{article}\usepackage{booktabs}\usepackage{graphicx}"
@@ -123,8 +123,8 @@ def test_a_table_without_rows_is_still_one_captioned_float():
 
 def test_tables_are_written_atomically(tmp_path, monkeypatch):
     path = tmp_path / "ksd.tex"
-    write_atomic(path, b"old")
-    write_atomic(path, b"new")
+    atomic_write_bytes(path, b"old")
+    atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["ksd.tex"]
 
     def killed(source, destination):
@@ -132,7 +132,7 @@ def test_tables_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        write_atomic(path, b"half")
+        atomic_write_bytes(path, b"half")
     assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["ksd.tex"]
 
 

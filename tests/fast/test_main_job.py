@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.report.tables import write_tables
 from benchmark.store import ResultsStore
-from benchmark.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"

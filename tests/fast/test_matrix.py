@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from benchmark.cli import main
-from benchmark.matrix import MatrixError, load_matrix, parse_matrix
+from benchmark.plan.matrix import load_matrix, parse_matrix
+from benchmark.schema import MatrixError
 
 VALID = {
     "seeds": [0],
@@ -87,7 +88,7 @@ def test_import_path_names_a_user_sampler():
 
 
 def test_every_shipped_matrix_is_valid():
-    from benchmark.matrix import MATRIX_DIR
+    from benchmark.plan.matrix import MATRIX_DIR
 
     paths = sorted(MATRIX_DIR.glob("*.toml"))
     assert paths, "no shipped matrices"

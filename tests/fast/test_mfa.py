@@ -209,7 +209,8 @@ def test_mnist_uses_the_fid_classifier_resolution():
 
 
 def test_image_metrics_apply():
-    from benchmark.metrics import MetricContext, evaluate_metric, supported_metrics
+    from benchmark.metrics.base import MetricContext
+    from benchmark.metrics.registry import evaluate_metric, supported_metrics
 
     target = MFADigits()
     assert {"fid_data", "class_tv", "class_max_share", "energy_distance"} <= set(

@@ -20,11 +20,12 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.plots import FIGURES, write_figures
-from benchmark.plots_2d import dft_label, sample_window
-from benchmark.plots_common import MissingData, PlotData, sampler_colors
-from benchmark.plots_scaling import scaling_points
-from benchmark.store import COLUMNS, ResultsStore
+from benchmark.report.plots import FIGURES, write_figures
+from benchmark.report.plots_2d import dft_label, sample_window
+from benchmark.report.plots_common import MissingData, PlotData, sampler_colors
+from benchmark.report.plots_scaling import scaling_points
+from benchmark.schema import COLUMNS
+from benchmark.store import ResultsStore
 from targets import make_target
 from targets.base import make_generator
 

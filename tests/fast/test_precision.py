@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.metrics import METRICS, MetricContext
+from benchmark.metrics.base import MetricContext
+from benchmark.metrics.registry import METRICS
 from samplers import SAMPLERS
 from targets import make_target
 from targets.base import make_generator

@@ -215,8 +215,9 @@ def test_two_pyro_svgd_runs_do_not_share_pyro_parameters(pyro_module):
 
 # -- through the harness -----------------------------------------------------------------------
 def test_adapters_run_through_the_harness_with_counted_nfe(pyro_module, tmp_path):
-    from benchmark.matrix import parse_matrix
-    from benchmark.runner import plan_cells, run_cell
+    from benchmark.plan.cells import plan_cells
+    from benchmark.plan.matrix import parse_matrix
+    from benchmark.run.runner import run_cell
 
     matrix = parse_matrix({
         "name": "pyro-tiny", "seeds": [0], "n": 32, "metrics": ["ksd", "energy_distance"],

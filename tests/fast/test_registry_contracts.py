@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from benchmark.metrics import METRICS, MetricContext, supported_metrics
+from benchmark.metrics.base import MetricContext
+from benchmark.metrics.registry import METRICS, supported_metrics
 from samplers import SAMPLERS
 from samplers.base import run_chain
 from targets import TARGETS, make_target
@@ -36,6 +37,9 @@ def draw(name: str, target, seed: int, n: int = 24, num_steps: int = 3):
     sampler = sampler_class(**TINY_NEURAL)
     sampler.train(counting, 2, make_generator(seed))
     counting.reset()
+    if getattr(sampler_class, "step_axis", False):  # trained once, sampled as a K-step chain
+        x = run_chain(sampler, counting, n, num_steps, make_generator(seed + 1))
+        return x, counting.nfe_per_particle(n)
     return sampler.sample(n, make_generator(seed + 1)), counting.nfe_per_particle(n)
 
 

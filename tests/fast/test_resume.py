@@ -17,15 +17,18 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.cells import estimate_seconds
 from benchmark.cli import main
-from benchmark.matrix import MatrixError
-from benchmark.matrix import parse_matrix as parse_matrix_in
-from benchmark.runner import Deadline, plan_cells, run_cell
-from benchmark.store import COLUMNS, ResultsStore
+from benchmark.plan.cells import plan_cells
+from benchmark.plan.estimate import estimate_seconds
+from benchmark.plan.matrix import parse_matrix as parse_matrix_in
+from benchmark.plan.plan import make_plan
+from benchmark.run.deadline import Deadline
+from benchmark.run.runner import run_cell, run_matrix
+from benchmark.schema import COLUMNS, MatrixError
+from benchmark.store import ResultsStore
 
 #: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 
@@ -132,9 +135,8 @@ def test_cell_over_its_time_limit_is_failed_and_the_run_goes_on(tmp_path, single
                           "budgets": [1000], "params": {"delay": 0.05}},
                          {"name": "mala", "budgets": [5]}]}
     store = ResultsStore(tmp_path / "store")
-    from benchmark.runner import run_matrix
-
-    finished = list(run_matrix(parse_matrix(data), store, cache_dir=tmp_path / "cache"))
+    plan = make_plan(parse_matrix(data), store)
+    finished = list(run_matrix(plan, store, cache_dir=tmp_path / "cache"))
     assert len(finished) == 3
     rows = store.load().set_index("sampler")
     assert rows.loc["slow", "status"] == "failed"
@@ -182,10 +184,9 @@ ESTIMATE = {"name": "estimate", "n": 16, "metrics": ["ksd"], "targets": ["gaussi
 
 
 def test_dry_run_estimates_from_stored_timings(tmp_path, capsys, single_thread):
-    from benchmark.runner import run_matrix
-
     store = ResultsStore(tmp_path / "store")
-    list(run_matrix(parse_matrix({**ESTIMATE, "seeds": [0]}), store, tmp_path / "cache"))
+    list(run_matrix(make_plan(parse_matrix({**ESTIMATE, "seeds": [0]}), store), store,
+                    tmp_path / "cache"))
     stored = store.load()
     # Seeds 1 and 2 are new; budget 8 has no stored timing.
     bigger = {**ESTIMATE, "seeds": [0, 1, 2],

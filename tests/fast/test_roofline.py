@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from benchmark.roofline import SMALL_DIM, imq_flops_per_pair, measure
+from benchmark.tools.roofline import SMALL_DIM, imq_flops_per_pair, measure
 
 
 def test_roofline_rows_follow_the_cost_model():

@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.matrix import parse_matrix as parse_matrix_in
-from benchmark.runner import Runner, plan_cells, run_matrix
-from benchmark.store import COLUMNS, ResultsStore
+from benchmark.plan.cells import plan_cells
+from benchmark.plan.matrix import parse_matrix as parse_matrix_in
+from benchmark.plan.plan import make_plan
+from benchmark.run.runner import run_cell, run_matrix
+from benchmark.schema import COLUMNS
+from benchmark.store import ResultsStore
 
 #: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plugins) imports them only from a folder the matrix names.
+#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 
@@ -41,7 +44,7 @@ TINY = {
 def tiny_run(tmp_path):
     matrix = parse_matrix(TINY)
     store = ResultsStore(tmp_path / "store")
-    finished = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+    finished = list(run_matrix(make_plan(matrix, store), store, cache_dir=tmp_path / "cache"))
     return matrix, store, finished
 
 
@@ -103,9 +106,10 @@ def test_rerun_skips_finished_cells_reruns_failed_ones_and_force_reruns_all(tiny
     # A failed cell (here: a sampler that raises) is not finished: resuming reruns it.
     failed = {cell.cell_id for cell, rows in finished if rows[0]["status"] == "failed"}
     assert failed
-    resumed = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+    resumed = list(run_matrix(make_plan(matrix, store), store, cache_dir=tmp_path / "cache"))
     assert {cell.cell_id for cell, _ in resumed} == failed
-    rerun = list(run_matrix(matrix, store, cache_dir=tmp_path / "cache", force=True))
+    rerun = list(run_matrix(make_plan(matrix, store, force=True), store,
+                            cache_dir=tmp_path / "cache"))
     assert len(rerun) == len(finished)
     assert len(store.load()) == len(plan_cells(matrix)) * len(matrix.metrics)
 
@@ -113,7 +117,7 @@ def test_rerun_skips_finished_cells_reruns_failed_ones_and_force_reruns_all(tiny
 def test_same_cell_gives_the_same_values(tiny_run, tmp_path):
     matrix, store, _ = tiny_run
     cell = next(c for c in plan_cells(matrix) if c.sampler_label == "mala")
-    again = Runner(ResultsStore(tmp_path / "other"), tmp_path / "cache").run_cell(cell)
+    again = run_cell(cell, tmp_path / "cache").rows
     stored = store.load().set_index(["cell_id", "metric"])
     for row in again:
         expected = stored.loc[(cell.cell_id, row["metric"]), "value"]
@@ -164,7 +168,7 @@ def test_cli_run_prints_the_ksd_table_and_exits_1_on_failed_cells(tmp_path, caps
 
 
 def test_list_prints_every_registry(capsys):
-    from benchmark.metrics import METRICS
+    from benchmark.metrics.registry import METRICS
     from samplers import SAMPLERS
     from targets import TARGETS
 
@@ -194,7 +198,7 @@ def test_store_round_trips_nan_inf_and_empty_reasons(tmp_path):
 
 
 def test_shards_partition_the_cells_and_keep_a_trained_sampler_together():
-    from benchmark.runner import in_shard
+    from benchmark.plan.cells import in_shard
 
     data = {**TINY, "samplers": [{"name": "mala", "budgets": [1, 2, 3]},
                                  {"name": "svgd", "budgets": [1, 2]}]}
@@ -213,8 +217,8 @@ def test_bad_shard_is_a_usage_error(capsys):
 
 
 def test_target_selection_keeps_the_full_matrix_cell_ids():
-    from benchmark.cells import select_targets
-    from benchmark.matrix import load_matrix
+    from benchmark.plan.matrix import load_matrix
+    from benchmark.plan.plan import select_targets
 
     matrix = load_matrix("paper-ebm")  # has an entry restricted to one target, kept or dropped
     full = plan_cells(matrix)
@@ -272,8 +276,8 @@ def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
     # the code it imported at the start, not a commit made while it ran.
     import subprocess
 
-    from benchmark import cells as cells_module
-    from benchmark import runner as runner_module
+    from benchmark.plan import cells as cells_module
+    from benchmark.run import runner as runner_module
 
     repo = tmp_path / "repo"
     for package in ("targets", "samplers"):
@@ -304,10 +308,41 @@ def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
     try:
         matrix = parse_matrix({**TINY, "samplers": [{"name": "mala", "budgets": [2]}]})
         store = ResultsStore(tmp_path / "store")
-        list(run_matrix(matrix, store, cache_dir=tmp_path / "cache"))
+        list(run_matrix(make_plan(matrix, store), store, cache_dir=tmp_path / "cache"))
         assert git("rev-parse", "--short=12", "HEAD") != started
         assert set(store.load()["git_commit"]) == {started}
         assert len(edits) == len(plan_cells(matrix)) and len(set(edits)) == 1
     finally:
         for cached in (cells_module.git_commit, cells_module.code_version):
             cached.cache_clear()  # the next test reads the real checkout again
+
+
+def test_run_expands_the_matrix_once_and_hands_that_plan_to_the_runner(tmp_path, monkeypatch,
+                                                                        single_thread):
+    from benchmark.plan import cells as cells_module
+    from benchmark.plan import plan as plan_module
+    from benchmark.run import runner as runner_module
+
+    expanded, plans = [], []
+
+    def counted_plan_cells(matrix):
+        expanded.append(matrix.name)
+        return plan_cells(matrix)
+
+    def spied_run_matrix(plan, *args, **kwargs):
+        plans.append(plan)
+        return run_matrix(plan, *args, **kwargs)
+
+    monkeypatch.setattr(cells_module, "plan_cells", counted_plan_cells)
+    monkeypatch.setattr(plan_module, "plan_cells", counted_plan_cells)
+    monkeypatch.setattr(runner_module, "run_matrix", spied_run_matrix)
+    path = tmp_path / "once.toml"
+    path.write_text('name = "once"\nseeds = [0, 1]\nn = 16\nmetrics = ["ksd"]\n'
+                    'targets = ["gaussian", "mog2"]\n[[samplers]]\nname = "mala"\nbudgets = [2]\n')
+    assert main(["run", str(path), "--target", "gaussian", "--out", str(tmp_path / "out"),
+                 "--cache", str(tmp_path / "cache"), "--no-figures"]) == 0
+    assert expanded == ["once"]
+    (plan,) = plans
+    assert len(plan.planned) == 8 and plan.todo == plan.cells
+    assert {cell.target.label for cell in plan.cells} == {"gaussian"} and len(plan.cells) == 4
+    assert set(ResultsStore(tmp_path / "out").load()["cell_id"]) == {c.cell_id for c in plan.todo}

@@ -13,17 +13,10 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.store import COLUMNS, ResultsStore
-from benchmark.tables import (
-    AGGREGATE_COLUMNS,
-    FLOOR_ROW,
-    aggregate,
-    caption,
-    metric_table,
-    natural_key,
-    render,
-    write_tables,
-)
+from benchmark.report.aggregate import AGGREGATE_COLUMNS, FLOOR_ROW, aggregate, natural_key
+from benchmark.report.tables import caption, metric_table, render, write_tables
+from benchmark.schema import COLUMNS
+from benchmark.store import ResultsStore
 
 NOT_APPLICABLE = "not applicable: target 'donut' does not provide modes"
 

@@ -15,15 +15,15 @@ import pytest
 import torch
 from scipy import stats
 
-from benchmark.metrics import (
+from benchmark.metrics.base import MetricContext
+from benchmark.metrics.coverage import entropic_mode_coverage
+from benchmark.metrics.modes import mode_recall, mode_weight_error, mode_weights
+from benchmark.metrics.registry import (
     METRICS,
-    MetricContext,
     evaluate_metric,
     reference_floor,
     supported_metrics,
 )
-from benchmark.metrics.coverage import entropic_mode_coverage
-from benchmark.metrics.modes import mode_recall, mode_weight_error, mode_weights
 from benchmark.metrics.transport import (
     NUM_PROJECTIONS,
     mmd_squared,

@@ -81,9 +81,9 @@ def test_generator_sampling(benchmark, device):
 def test_default_matrix_cell(benchmark, device, tmp_path):
     # One whole cell of the default matrix (MALA at 100 steps on donut, n = 1000, with its
     # KSD, energy distance and mode metrics): sampling, metrics and the harness around them.
-    from benchmark.cells import plan_cells
-    from benchmark.matrix import load_matrix
-    from benchmark.runner import run_cell
+    from benchmark.plan.cells import plan_cells
+    from benchmark.plan.matrix import load_matrix
+    from benchmark.run.runner import run_cell
 
     cells = [cell for cell in plan_cells(load_matrix("default"))
              if cell.target.label == "donut" and cell.sampler is not None

@@ -24,8 +24,9 @@ import pytest
 import torch
 from scipy import stats
 
-from benchmark.metrics import MetricContext, evaluate_metric, reference_floor
+from benchmark.metrics.base import MetricContext
 from benchmark.metrics.ksd import ksd_squared
+from benchmark.metrics.registry import evaluate_metric, reference_floor
 from targets.base import Target, make_generator
 
 ALPHA = 1e-3

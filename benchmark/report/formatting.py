@@ -127,7 +127,7 @@ def bold(text: str, style: TableStyle) -> str:
 
 
 def cell_text(record: pd.Series, style: TableStyle = "markdown") -> str:
-    """The text of one table cell from one row of :func:`benchmark.tables.aggregate`.
+    """The text of one table cell from one row of :func:`benchmark.report.aggregate.aggregate`.
 
     ``diverged`` / ``failed`` when no seed produced samples; otherwise the mean ± s.e. of the
     seeds with a finite value, a note ``(k/m diverged)`` / ``(k/m failed)`` for the others,

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.plots_common import (
+from benchmark.report.aggregate import aggregate, natural_key, row_label
+from benchmark.report.plots_common import (
     REFERENCE_COLOR,
     MissingData,
     PlotData,
@@ -24,9 +25,8 @@ from benchmark.plots_common import (
     new_figure,
     shared_legend,
 )
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import aggregate, natural_key, row_label
-from benchmark.tables_summary import cell_costs
+from benchmark.report.summary import cell_costs
+from benchmark.schema import REFERENCE_LABEL
 
 PANEL = (3.4, 2.6)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: the CUDA path of the 2-D suite, timed, with a CPU/GPU agreement check.
 #
-#   OUT=results/perf/gpu-check bash benchmark/scripts/gpu_check.sh      (about 5 minutes)
+#   OUT=results/perf/gpu-check bash benchmark/tools/gpu_check.sh      (about 5 minutes)
 #
 # 1. device details -> $OUT/device.txt
 # 2. the perf suite on CUDA (SAMPLER_BENCH_DEVICE=cuda) -> $OUT/perf-cuda.json
@@ -58,5 +58,5 @@ echo "== CPU/GPU agreement"
     echo "-- cuda as baseline, cpu as current"
     $PY -m benchmark compare "$OUT/default-cuda" "$OUT/default-cpu"
 } 2>&1 | tee "$OUT/compare.txt"
-$PY -m benchmark.device_report "$OUT/default-cpu" "$OUT/default-cuda" --min-seeds 2 \
+$PY -m benchmark.tools.device_report "$OUT/default-cpu" "$OUT/default-cuda" --min-seeds 2 \
     --csv "$OUT/timings.csv" 2>&1 | tee "$OUT/device_report.txt"

@@ -4,8 +4,8 @@ See docs/harness.md#dask. ``run --workers N`` starts a local ``distributed.Local
 worker processes, one thread each); ``run --scheduler ADDRESS`` uses an existing cluster, e.g.
 one started on Slurm or PBS by dask-jobqueue. Either way:
 
-* tasks call :func:`benchmark.runner.run_cell`, which writes nothing; workers return
-  :class:`benchmark.runner.CellResult` objects and the client writes each as its task
+* tasks call :func:`benchmark.run.runner.run_cell`, which writes nothing; workers return
+  :class:`benchmark.run.results.CellResult` objects and the client writes each as its task
   completes (``as_completed``), so the store keeps its single writer and its crash safety;
 * iterative and floor cells are one task each; the cells of one neural trained-sampler key
   (:attr:`Cell.train_key`) form a single task that runs them in order, so two workers never
@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.cells import Cell, in_shard, pin_provenance, plan_cells
-from benchmark.matrix import Matrix
-from benchmark.results import write_result
-from benchmark.runner import CellResult, failure_rows, one_line, run_cell
+from benchmark.plan.cells import Cell, pin_provenance
+from benchmark.plan.plan import Plan
+from benchmark.run.results import CellResult, write_result
+from benchmark.run.runner import failure_rows, one_line, run_cell
 from benchmark.store import ResultsStore
 
 if TYPE_CHECKING:
@@ -112,12 +112,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         yield client
 
 
-def run_matrix_distributed(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike,
-                           client: Client, force: bool = False,
-                           shard: tuple[int, int] | None = None,
-                           save_samples: bool | None = None
+def run_matrix_distributed(plan: Plan, store: ResultsStore, cache_dir: str | os.PathLike,
+                           client: Client, save_samples: bool | None = None
                            ) -> Iterator[tuple[Cell, list[dict]]]:
-    """Like :func:`benchmark.runner.run_matrix`, with the cells run on ``client``'s workers.
+    """Like :func:`benchmark.run.runner.run_matrix`, with the cells run on ``client``'s workers.
 
     Yields ``(cell, rows)`` in completion order, after the client has written the cell. A task
     whose worker died (Dask gave up on it) stores its cells as ``failed`` with the error.
@@ -125,9 +123,10 @@ def run_matrix_distributed(matrix: Matrix, store: ResultsStore, cache_dir: str |
     from distributed import as_completed
 
     pin_provenance()
+    matrix = plan.matrix
     keep = matrix.save_samples if save_samples is None else save_samples
-    cells = [cell for cell in plan_cells(matrix)
-             if in_shard(cell, shard) and (force or not store.has_cell(cell.cell_id))]
+    # As in run_matrix: a cell another process finished since the plan was made is skipped.
+    cells = [cell for cell in plan.todo if plan.force or not store.has_cell(cell.cell_id)]
     cache = str(Path(cache_dir).resolve())
     # pure=False: equal arguments must not share a key with another client's task on a
     # shared scheduler (their caches or stores may differ).

@@ -1,6 +1,6 @@
 """Achieved pair throughput of the KSD and SVGD kernel passes against a measured roofline.
 
-    python -m benchmark.roofline [--device cpu] [--n 1000 10000] [--dim 2 100] [--csv PATH]
+    python -m benchmark.tools.roofline [--device cpu] [--n 1000 10000] [--dim 2 100] [--csv PATH]
 
 Cost model. Both passes are sums over pairs of points: KSD (V-statistic) evaluates the Stein
 kernel on the ``n(n+1)/2`` pairs of the upper block triangle; one SVGD step evaluates the RBF
@@ -145,7 +145,7 @@ def measure(n: int, dim: int, device: torch.device, fused: bool = False) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.roofline",
+    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.roofline",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])

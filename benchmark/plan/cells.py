@@ -13,6 +13,10 @@ A cell is (target, sampler with its resolved params, budget, seed). Its identity
 
 Each target also gets *floor* cells (sampler label ``reference``, budget 0): the same metrics on
 exact reference samples, which is the noise floor every table shows.
+
+:func:`plan_cells` expands a matrix into its cells; :mod:`benchmark.plan.plan` decides which of
+them one ``run`` does. :func:`build_target` and :func:`build_sampler` are the one way a target
+or sampler of a cell (or of a stored row) is constructed.
 """
 
 from __future__ import annotations
@@ -21,29 +25,19 @@ import dataclasses
 import hashlib
 import json
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from benchmark.matrix import (
-    DENOISE_SUFFIX,
-    DTYPES,
-    Matrix,
-    MatrixError,
-    SamplerSpec,
-    TargetSpec,
-    resolve,
-)
+from benchmark.plan.matrix import DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
+from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_LABEL = "reference"
+#: The repository root: ``targets/`` and ``samplers/`` (hashed by :func:`code_version`) and the
+#: git checkout (:func:`git_commit`) are here.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _jsonable(value: Any) -> Any:
@@ -219,83 +213,6 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
     return cells
 
 
-def plan_records(matrix: Matrix) -> list[dict]:
-    """The planned cells of ``matrix`` as rows for ``ResultsStore.write_plan``."""
-    return [{"cell_id": c.cell_id, "target": c.target.label, "sampler": c.sampler_label,
-             "budget": c.budget, "seed": c.seed} for c in plan_cells(matrix)]
-
-
-def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
-    """The matrix without targets whose data is missing here, and why each was dropped.
-
-    A target class may define ``unavailable_reason(**params) -> str | None`` (e.g. BLR on
-    Covertype offline); such targets are skipped with that reason rather than failing every
-    cell.
-    """
-    from targets import TARGETS
-
-    reasons = {}
-    for index, spec in enumerate(matrix.targets):
-        check = getattr(resolve("target", spec.name, TARGETS, spec.plugin_dir),
-                        "unavailable_reason", None)
-        try:
-            reason = check(**dict(spec.params)) if check is not None else None
-        except Exception as error:  # noqa: BLE001 - bad params: the constructor's reason
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise MatrixError(f"targets[{index}] ('{spec.label}'): cannot build target "
-                              f"'{spec.name}' with params {dict(spec.params)}: {message}") from None
-        if reason:
-            reasons[spec.label] = reason
-    kept = tuple(spec for spec in matrix.targets if spec.label not in reasons)
-    return dataclasses.replace(matrix, targets=kept), reasons
-
-
-def check_targets(matrix: Matrix) -> None:
-    """Build every target of ``matrix`` once, so bad parameters and missing or unreadable files
-    (EBM checkpoints, parameter files, datasets) stop the run before any cell does.
-
-    Also refuses ``denoise = true`` for a sampler on a target without ``denoise_sigma``.
-
-    Raises:
-        MatrixError: one line naming the target entry and what is wrong.
-    """
-    for index, spec in enumerate(matrix.targets):
-        where = f"targets[{index}] ('{spec.label}')"
-        try:
-            target = build_target(spec.name, dict(spec.params), matrix.device, matrix.dtype,
-                                  spec.plugin_dir)
-        except MatrixError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the constructor's reason, one line
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise MatrixError(f"{where}: cannot build target '{spec.name}' with params "
-                              f"{dict(spec.params)}: {reason}") from None
-        for sampler in matrix.samplers:
-            runs_here = sampler.targets is None or spec.label in sampler.targets
-            if sampler.denoise and runs_here and getattr(target, "denoise_sigma", None) is None:
-                raise MatrixError(f"samplers '{sampler.label}': denoise = true, but target "
-                                  f"'{spec.label}' has no denoise_sigma; restrict the entry "
-                                  f"with targets = [...] to targets that have one")
-
-
-def select_targets(matrix: Matrix, labels: Sequence[str]) -> Matrix:
-    """The matrix with only the targets labelled ``labels`` (``run --target``).
-
-    The cells kept are exactly the full matrix's cells of those targets, with the same cell
-    ids, so a restricted run fills the same store as the full one.
-
-    Raises:
-        MatrixError: a label is not a target of the matrix (the message lists the valid ones).
-    """
-    known = [spec.label for spec in matrix.targets]
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise MatrixError(f"--target: matrix '{matrix.name}' has no target '{unknown[0]}'; "
-                          f"valid choices: {', '.join(known)}")
-    return dataclasses.replace(
-        matrix, targets=tuple(spec for spec in matrix.targets if spec.label in labels))
-
-
 def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
     """Whether ``cell`` belongs to shard ``(index, count)``.
 
@@ -311,7 +228,7 @@ def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
 def build_target(name: str, params: dict, device: str, dtype: str,
                  plugin_dir: str | None = None) -> Target:
     """A target from its registry name (or import path, from ``plugin_dir`` or an installed
-    package: :mod:`benchmark.plugins`), constructor params, device and dtype."""
+    package: :mod:`benchmark.plan.plugins`), constructor params, device and dtype."""
     from targets import TARGETS
 
     target_class = resolve("target", name, TARGETS, plugin_dir)
@@ -325,69 +242,3 @@ def build_sampler(spec: SamplerSpec, overrides: dict) -> IterativeSampler | Neur
     sampler_class = resolve("sampler", spec.name, SAMPLERS, spec.plugin_dir)
     defaults = json.loads(canonical_json(dataclasses.asdict(sampler_class.Params())))
     return sampler_class(**{k: v for k, v in overrides.items() if v != defaults.get(k)})
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A dry run's time estimate (:func:`estimate_seconds`).
-
-    Attributes:
-        seconds: estimated seconds for the planned cells that have a timing.
-        sources: stored cells the estimate is based on.
-        borrowed: planned cells timed from the same sampler@budget on *other* targets (none of
-            their own target is stored yet: a rough guide, since targets differ in cost).
-        without: planned cells with no stored timing of their sampler@budget at all.
-    """
-
-    seconds: float
-    sources: int
-    borrowed: int
-    without: int
-
-
-def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> Estimate:
-    """Time estimate for ``cells`` from the timings of stored cells.
-
-    A stored cell took ``sample_seconds + train_seconds + sum of metric_seconds`` (training
-    counts when the row has it, including when the weights came from the cache, so estimates
-    err on the long side). Each planned cell is estimated by the median over stored cells with
-    the same (target, sampler, budget) and a finite ``sample_seconds`` (failed cells have none);
-    failing that, by the median over stored cells of its (sampler, budget) on other targets,
-    which is all a resumed matrix with whole targets still to run can go by. Medians, because
-    a cell that shared its core with other jobs can take ten times as long as its siblings.
-
-    Args:
-        cells: the cells to estimate.
-        stored: rows of a results store (:meth:`benchmark.store.ResultsStore.load`).
-    """
-    if stored.empty:
-        return Estimate(0.0, 0, 0, len(cells))
-    per_cell = stored.groupby("cell_id").agg(
-        target=("target", "first"), sampler=("sampler", "first"), budget=("budget", "first"),
-        sample=("sample_seconds", "first"), train=("train_seconds", "first"),
-        metrics=("metric_seconds", "sum"))
-    per_cell = per_cell[np.isfinite(per_cell["sample"].astype(float))]
-    per_cell = per_cell.assign(
-        target=per_cell["target"].astype(str), sampler=per_cell["sampler"].astype(str),
-        budget=per_cell["budget"].astype(int),
-        seconds=per_cell["sample"] + per_cell["train"].fillna(0.0) + per_cell["metrics"])
-
-    def medians(key: list[str]) -> dict[tuple, tuple[float, frozenset]]:
-        """Group key -> (median seconds, ids of the stored cells behind it)."""
-        return {name: (float(group["seconds"].median()), frozenset(group.index))
-                for name, group in per_cell.groupby(key)}
-
-    exact, by_sampler = medians(["target", "sampler", "budget"]), medians(["sampler", "budget"])
-    total, used, borrowed, without = 0.0, set(), 0, 0
-    for cell in cells:
-        match = exact.get((cell.target.label, cell.sampler_label, cell.budget))
-        if match is None:
-            match = by_sampler.get((cell.sampler_label, cell.budget))
-            if match is None:
-                without += 1
-                continue
-            borrowed += 1
-        total += match[0]
-        used |= match[1]
-    return Estimate(total, len(used), borrowed, without)
-

@@ -1,6 +1,6 @@
 """Reference posteriors for Bayesian logistic regression: a long seeded MALA run per dataset.
 
-``python -m benchmark.blr_reference --dataset breast_cancer`` (see ``--help``) writes
+``python -m benchmark.tools.blr_reference --dataset breast_cancer`` (see ``--help``) writes
 ``results/reference/blr/<reference_key>.npz`` (the path the BLR target reads), holding
 
 * ``mean``, ``std`` ``(d + 1,)``: posterior moments over the thinned post-warm-up draws of all
@@ -190,7 +190,7 @@ def run(target: BayesianLogisticRegression, num_chains: int, num_steps: int, num
     summary = diagnostics(chains)
     seconds = time.perf_counter() - start
     metadata = {
-        "command": "python -m benchmark.blr_reference " + shlex.join(sys.argv[1:]),
+        "command": "python -m benchmark.tools.blr_reference " + shlex.join(sys.argv[1:]),
         "dataset": target.dataset, "options": target.options, "reference_key":
         target.reference_key, "dim": target.dim, "num_train": target.num_data,
         "sampler": "MALA (samplers.langevin.MALA) on whitened coordinates: preconditioner = "
@@ -219,7 +219,7 @@ def run(target: BayesianLogisticRegression, num_chains: int, num_steps: int, num
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.blr_reference",
+    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.blr_reference",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="breast_cancer")
     parser.add_argument("--num-data", type=int, help="synthetic: rows before the split")

@@ -1,7 +1,7 @@
 """Running cells: (target, sampler with its resolved params, budget, seed) → tidy result rows.
 
-docs/harness.md#running-a-cell is the contract. For each cell (see :mod:`benchmark.cells` for
-identities and seeds), :func:`run_cell`
+docs/harness.md#running-a-cell is the contract. For each cell (see :mod:`benchmark.plan.cells`
+for identities and seeds), :func:`run_cell`
 
 * trains a neural sampler once per :attr:`Cell.train_key` and caches the weights on disk (the
   callers make sure two workers never train the same key at once);
@@ -9,16 +9,18 @@ identities and seeds), :func:`run_cell`
   with device synchronisation after a warm-up;
 * evaluates each metric of the matrix with :func:`evaluate_samples` — the one function that
   ``evaluate`` also uses to recompute metrics from stored samples;
-* returns a :class:`CellResult`: one row per metric with the provenance columns of
-  :data:`benchmark.store.COLUMNS`, the samples if asked for, and the training history.
+* returns a :class:`~benchmark.run.results.CellResult`: one row per metric with the
+  provenance columns of :data:`benchmark.schema.COLUMNS`, the samples if asked for, and the
+  training history.
 
 :func:`run_cell` touches no results store, so it can run on a Dask worker; the client writes
-(:func:`benchmark.results.write_result`).
+(:func:`benchmark.run.results.write_result`). :func:`run_matrix` runs the cells of a
+:class:`~benchmark.plan.plan.Plan` in order in this process, writing each as it finishes.
 
-Cell time limit: with ``timeout`` seconds, a :class:`benchmark.deadline.Deadline` is checked
+Cell time limit: with ``timeout`` seconds, a :class:`benchmark.run.deadline.Deadline` is checked
 between sampler steps, at every target evaluation during training and before each metric; a
 cell past it is stored ``failed`` with reason ``timeout: exceeded N s``. A single step is never
-interrupted (see :mod:`benchmark.deadline`).
+interrupted (see :mod:`benchmark.run.deadline`).
 """
 
 from __future__ import annotations
@@ -30,49 +32,32 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from benchmark.cells import (  # noqa: F401 - re-exported: the runner's public surface
-    REFERENCE_LABEL,
+from benchmark.metrics.base import MetricContext
+from benchmark.metrics.registry import METRICS, supported_metrics
+from benchmark.plan.cells import (
     Cell,
     build_sampler,
     build_target,
     canonical_json,
     git_commit,
-    in_shard,
     package_version,
     pin_provenance,
-    plan_cells,
-    seed_from,
-    stable_hash,
 )
-from benchmark.deadline import CellTimeout, Deadline, DeadlineTarget
-from benchmark.matrix import Matrix
+from benchmark.plan.plan import Plan
+from benchmark.run.deadline import CellTimeout, Deadline, DeadlineTarget
+from benchmark.run.results import CellResult, write_result
+from benchmark.schema import REFERENCE_LABEL
 from benchmark.store import ResultsStore
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 from targets.precision import exact_float32
-
-
-@dataclass
-class CellResult:
-    """What one cell returns to whoever writes the store.
-
-    Attributes:
-        rows: one row per metric, with every column of :data:`benchmark.store.COLUMNS`.
-        samples: ``(n, dim)`` float32 CPU samples if they were asked for and drawn, else None.
-        history: ``(train_key, rows)`` of the trained neural sampler used, else None.
-    """
-
-    rows: list[dict]
-    samples: Tensor | None = None
-    history: tuple[str, list[dict]] | None = None
 
 
 def synchronize(device: torch.device) -> None:
@@ -125,7 +110,7 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
     Args:
         samples: ``(n, dim)``, moved to the target's device and dtype first.
         target: the unwrapped target (metric evaluations are not sampler cost).
-        metrics: metric names (keys of :data:`benchmark.metrics.METRICS`).
+        metrics: metric names (keys of :data:`benchmark.metrics.registry.METRICS`).
         n: the cell's sample size (the reference set has the same size).
         reference_seed: :attr:`Cell.reference_seed`.
         target_label: the target's label, for the reason of inapplicable metrics.
@@ -134,8 +119,6 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
     Returns:
         ``("ok" | "diverged", rows)`` with rows ``{metric, value, reason, metric_seconds}``.
     """
-    from benchmark.metrics import METRICS, MetricContext, supported_metrics
-
     samples = samples.detach().to(device=target.device, dtype=target.dtype)
     finite = torch.isfinite(samples).all(dim=1)
     reason = ""
@@ -251,8 +234,6 @@ def _training_callback(cell: Cell, target: Target) -> Callable | None:
     reports and the target supports. Energy distance is taken against a fixed set of exact
     samples of the same size (drawn once, from the cell's reference seed), so the training
     curves of the time-to-quality figure are in the tables' ground-truth metric."""
-    from benchmark.metrics import METRICS, MetricContext, supported_metrics
-
     supported = set(supported_metrics(target))
     names = [m for m in TRAINING_METRICS if m in cell.metrics and m in supported]
     if not names:
@@ -367,8 +348,6 @@ def failure_rows(cell: Cell, reason: str, costs: dict | None = None) -> list[dic
 
 def _own_floor_rows(cell: Cell, target: Target, generator: torch.Generator) -> list[dict]:
     """Floor rows of a target without exact samples, from each metric's ``floor`` function."""
-    from benchmark.metrics import METRICS, supported_metrics
-
     supported = set(supported_metrics(target))
     rows = []
     for metric in cell.metrics:
@@ -442,55 +421,31 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
                       (cell.train_key, history) if history else None)
 
 
-class Runner:
-    """Runs single cells of one matrix, writing training histories to a results store.
-
-    Kept for callers that want rows only; :func:`run_matrix` is the usual entry point.
-
-    Args:
-        store: where training histories are written.
-        cache_dir: trained neural samplers, keyed by :attr:`Cell.train_key`.
-        progress: show tqdm progress bars for training.
-        timeout: per-cell time limit in seconds, or None.
-    """
-
-    def __init__(self, store: ResultsStore, cache_dir: str | os.PathLike,
-                 progress: bool = False, timeout: float | None = None) -> None:
-        self.store = store
-        self.cache_dir = Path(cache_dir)
-        self.progress = progress
-        self.timeout = timeout
-
-    def run_cell(self, cell: Cell) -> list[dict]:
-        """All rows of one cell; never raises for a failing sampler or metric."""
-        result = run_cell(cell, self.cache_dir, timeout=self.timeout, progress=self.progress)
-        if result.history is not None:
-            self.store.write_history(*result.history)
-        return result.rows
-
-
-def run_matrix(matrix: Matrix, store: ResultsStore, cache_dir: str | os.PathLike,
-               force: bool = False, progress: bool = False,
-               shard: tuple[int, int] | None = None,
-               save_samples: bool | None = None) -> Iterator[tuple[Cell, list[dict]]]:
-    """Run every unfinished cell (of ``shard``, if given) in order, writing each when it ends.
+def run_matrix(plan: Plan, store: ResultsStore, cache_dir: str | os.PathLike,
+               progress: bool = False, save_samples: bool | None = None
+               ) -> Iterator[tuple[Cell, list[dict]]]:
+    """Run the cells of ``plan`` still to do, in plan order, writing each when it ends.
 
     Shards are disjoint sets of cells, and each cell is its own file, so ``count`` processes
     with the same matrix and store but different shard indices never write the same file.
-    The matrix's ``cell_timeout`` applies to each cell; ``save_samples`` (default: the
-    matrix's) stores each cell's samples before its rows. Yields ``(cell, rows)`` after each
-    write so callers can report progress.
-    """
-    from benchmark.results import write_result
+    A cell another process finished after the plan was made is skipped (unless the plan
+    forces reruns). The matrix's ``cell_timeout`` applies to each cell; ``save_samples``
+    (default: the matrix's) stores each cell's samples before its rows. Yields
+    ``(cell, rows)`` after each write so callers can report progress.
 
+    Args:
+        plan: what to run (:func:`benchmark.plan.plan.make_plan`).
+        store: the results store the plan was made against.
+        cache_dir: trained neural samplers, keyed by :attr:`Cell.train_key`.
+        progress: tqdm bars inside training.
+        save_samples: keep each cell's samples; None: the matrix's ``save_samples``.
+    """
     pin_provenance()
-    keep = matrix.save_samples if save_samples is None else save_samples
-    for cell in plan_cells(matrix):
-        if not in_shard(cell, shard):
+    keep = plan.matrix.save_samples if save_samples is None else save_samples
+    for cell in plan.todo:
+        if not plan.force and store.has_cell(cell.cell_id):
             continue
-        if not force and store.has_cell(cell.cell_id):
-            continue
-        result = run_cell(cell, cache_dir, timeout=matrix.cell_timeout, save_samples=keep,
+        result = run_cell(cell, cache_dir, timeout=plan.matrix.cell_timeout, save_samples=keep,
                           progress=progress)
         write_result(store, cell, result)
         yield cell, result.rows

@@ -3,7 +3,7 @@
 A pure function of the training histories (``history/*.csv``): the runner logs
 ``accuracy_eval``, ``mean_error_eval`` and ``std_error_eval`` on a fixed evaluation batch every
 ``log_every`` iterations of each neural sampler trained on a BLR target (see
-``benchmark.runner.TRAINING_METRICS``). One column per BLR target, one row per metric, one line
+``benchmark.run.runner.TRAINING_METRICS``). One column per BLR target, one row per metric, one line
 per sampler label (DFT-NS drawn thicker), mean ± s.e. over seeds as a band (s.e. = sample s.d.
 / √seeds; none for one seed), as in the ``training_ksd`` figure.
 """
@@ -14,8 +14,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.plots_common import MissingData, PlotData, figure_style, new_figure, shared_legend
-from benchmark.tables import natural_key
+from benchmark.report.aggregate import natural_key
+from benchmark.report.plots_common import (
+    MissingData,
+    PlotData,
+    figure_style,
+    new_figure,
+    shared_legend,
+)
 
 #: History metric -> axis label, in row order.
 BLR_HISTORY_METRICS = {

@@ -3,22 +3,22 @@
 The figures (docs/harness.md#figures), each written as PNG and PDF:
 
 * ``fig1_<target>`` (donut, rosenbrock): target density, then DFT-NS one step vs SVGD at
-  10/100/200 steps, from stored samples (:mod:`benchmark.plots_2d`).
+  10/100/200 steps, from stored samples (:mod:`benchmark.report.plots_2d`).
 * ``training_ksd``: KSD on a fixed evaluation batch (history metric ``ksd_eval``) vs training
   iteration, one line per sampler label, one panel per target, log-y, mean ± s.e. over seeds.
 * ``ablation_sigma_kphi``: mean final KSD over seeds per (σ, K_φ) of the DFT-NS cells, one
   heatmap per target (and per setting of any other parameter that varies).
 * ``scaling``: KSD and seconds per cell against the dimension ``d`` for targets with a
-  ``dim`` parameter (:mod:`benchmark.plots_scaling`).
+  ``dim`` parameter (:mod:`benchmark.report.plots_scaling`).
 * ``time_to_quality``: ground-truth quality vs wall-clock, neural training curves beside
-  iterative budgets (:mod:`benchmark.time_to_quality`).
+  iterative budgets (:mod:`benchmark.report.time_to_quality`).
 * ``frontier``: KSD vs wall-clock per target, one line per sampler across budgets; neural
   samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
   reference floor as a horizontal line.
 
 Statistics follow the tables (docs/metrics.md#statistics): mean over seeds with a finite value
 from an ``ok`` cell, s.e. = sample s.d. / √seeds, none for one seed. Colours are fixed per
-sampler label (:func:`benchmark.plots_common.sampler_colors`).
+sampler label (:func:`benchmark.report.plots_common.sampler_colors`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.plots_2d import DFT_PREFIX, FIG1_TARGETS, figure1
-from benchmark.plots_blr import training_blr
-from benchmark.plots_common import (
+from benchmark.report.aggregate import aggregate, natural_key
+from benchmark.report.plots_2d import DFT_PREFIX, FIG1_TARGETS, figure1
+from benchmark.report.plots_blr import training_blr
+from benchmark.report.plots_common import (
     MissingData,
     PlotData,
     facet_grid,
@@ -49,11 +50,10 @@ from benchmark.plots_common import (
     save_figure,
     shared_legend,
 )
-from benchmark.plots_ebm import figure3, training_fid
-from benchmark.plots_scaling import scaling
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import aggregate, natural_key
-from benchmark.time_to_quality import time_to_quality_figure
+from benchmark.report.plots_ebm import figure3, training_fid
+from benchmark.report.plots_scaling import scaling
+from benchmark.report.plots_time_to_quality import time_to_quality_figure
+from benchmark.schema import REFERENCE_LABEL
 
 KSD = "ksd"
 HISTORY_KSD = "ksd_eval"

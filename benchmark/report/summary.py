@@ -1,6 +1,6 @@
 """Summary tables: one row per (target, sampler@budget), metrics side by side, then costs.
 
-The per-metric tables of :mod:`benchmark.tables` put targets in columns. A paper table puts
+The per-metric tables of :mod:`benchmark.report.tables` put targets in columns. A paper table puts
 *metrics* in columns and adds the cost ledger (docs/metrics.md#cost-ledger): Table 2
 (BLR: accuracy, test log-likelihood, KSD, posterior moment errors, NFE, wall-clock) and Table 3
 (image EBMs: FID in both views, class coverage, NFE, seconds per 1,000 samples, speed-up over
@@ -12,8 +12,9 @@ and training seconds, so cost and quality read against d together). Each is one
 (the store holds its first metric and, if it names targets, no other target), so stores of
 other families are untouched.
 
-Metric cells reuse :func:`benchmark.tables.aggregate` and its marks (bold = significantly best
-for that target and metric, † = below the floor); the floor row shows metrics only. Cost
+Metric cells reuse :func:`benchmark.report.aggregate.aggregate` and its marks (bold =
+significantly best for that target and metric, † = below the floor); the floor row shows
+metrics only. Cost
 columns (:data:`COST_COLUMNS`) come from the per-cell means over seeds of the stored
 ``nfe``, ``train_nfe``, ``sample_seconds``, ``train_seconds`` and ``n``; the derived ones are
 
@@ -34,7 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.formatting import (
+from benchmark.metrics.info import METRIC_INFO
+from benchmark.report.aggregate import aggregate, natural_key, row_key, row_label
+from benchmark.report.formatting import (
     TableStyle,
     cell_text,
     format_count,
@@ -43,10 +46,8 @@ from benchmark.formatting import (
     render_latex,
     render_markdown,
 )
-from benchmark.matrix import DENOISE_SUFFIX
-from benchmark.metrics import METRICS
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import aggregate, natural_key, row_key, row_label, write_atomic
+from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL
+from benchmark.store import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def summary_table(rows: pd.DataFrame, layout: SummaryLayout,
     for target, sampler, budget in keys:
         record = {"target": target, layout.row_header: row_label(sampler, budget)}
         for metric in present:
-            header = METRICS[metric].pretty_name if metric in METRICS else metric
+            header = METRIC_INFO[metric].pretty_name if metric in METRIC_INFO else metric
             key = (target, sampler, budget, metric)
             record[header] = (cell_text(indexed.loc[key], style) if key in indexed.index
                               else "")
@@ -243,8 +244,9 @@ def summary_caption(rows: pd.DataFrame, layout: SummaryLayout) -> str:
     sizes = ", ".join(str(n) for n in sorted(sampled["n"].astype(int).unique()))
     devices = ", ".join(sorted({str(d) for d in sampled["device"].dropna()}))
     directions = "; ".join(
-        f"{METRICS[m].pretty_name} {'lower' if METRICS[m].lower_is_better else 'higher'} is "
-        f"better" for m in layout.metrics if m in METRICS and m in set(rows["metric"]))
+        f"{METRIC_INFO[m].pretty_name} "
+        f"{'lower' if METRIC_INFO[m].lower_is_better else 'higher'} is better"
+        for m in layout.metrics if m in METRIC_INFO and m in set(rows["metric"]))
     base = f"{layout.baseline[0]}@{layout.baseline[1]}" if layout.baseline else ""
     costs = "; ".join(f"{COST_COLUMNS[name].header}: "
                       f"{COST_COLUMNS[name].meaning.format(base=base)}"
@@ -268,11 +270,11 @@ def write_summaries(rows: pd.DataFrame, directory: Path) -> dict[str, str]:
             continue
         caption = summary_caption(rows, layout)
         texts[name] = f"{caption}\n\n{render_markdown(table.reset_index().set_index('target'))}\n"
-        write_atomic(directory / f"{name}.md", texts[name].encode())
+        atomic_write_bytes(directory / f"{name}.md", texts[name].encode())
         # Both index levels (target, sampler@budget) are plain labels that render_latex escapes.
         latex = render_latex(summary_table(rows, layout, "latex"), latex_escape(caption),
                              f"tab:{name}")
-        write_atomic(directory / f"{name}.tex", latex.encode())
+        atomic_write_bytes(directory / f"{name}.tex", latex.encode())
     return texts
 
 

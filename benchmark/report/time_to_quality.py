@@ -3,7 +3,7 @@ has paid for its training.
 
 The quality metric is the first of :data:`QUALITY_METRICS` a store holds (energy distance
 against exact samples; FID against data for image stores). Costs come from the cost ledger
-(:func:`benchmark.tables_summary.cell_costs`): for an iterative sampler its budget K, NFE per
+(:func:`benchmark.report.summary.cell_costs`): for an iterative sampler its budget K, NFE per
 sample and sampling seconds; for a neural sampler its training seconds and training target
 evaluations + HVPs, and its sampling seconds.
 
@@ -14,7 +14,9 @@ evaluations + HVPs, and its sampling seconds.
   number of samples ``N = T / (t_iter − t_neural)`` after which training (``T`` seconds) plus
   ``N`` one-step draws cost less than ``N`` draws of the matched sampler (``never`` when the
   neural draws are not cheaper; ``none`` matched when no iterative cell is as good).
-* **Figure** ``time_to_quality`` (:func:`time_to_quality_figure`): per target, quality (log)
+* **Figure** ``time_to_quality``
+  (:func:`benchmark.report.plots_time_to_quality.time_to_quality_figure`, from the same
+  :func:`quality_and_costs`): per target, quality (log)
   against wall-clock seconds (log): iterative samplers as one line across their budgets
   (sampling seconds); neural samplers as their training curve (the ``<metric>_eval`` history
   rows on a fixed evaluation batch of min(n, 500) against as many exact samples, at the
@@ -30,18 +32,15 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from benchmark.formatting import cell_text, format_count, format_ratio, render_markdown
-from benchmark.plots_common import MissingData, PlotData, facet_grid, figure_style, shared_legend
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import aggregate, natural_key, row_key, row_label
-from benchmark.tables_summary import cell_costs
+from benchmark.report.aggregate import aggregate, natural_key, row_key, row_label
+from benchmark.report.formatting import cell_text, format_count, format_ratio, render_markdown
+from benchmark.report.summary import cell_costs
+from benchmark.schema import REFERENCE_LABEL
 
 #: Quality metrics, in order of preference; the first one a store holds is used.
 QUALITY_METRICS = ("energy_distance", "fid_data")
 TABLE_NAME = "time_to_quality"
-PANEL = (3.4, 2.7)
 
 
 def quality_metric(rows: pd.DataFrame) -> str | None:
@@ -126,65 +125,5 @@ def time_to_quality_table(rows: pd.DataFrame) -> str | None:
     return f"{caption}\n\n{render_markdown(table)}\n"
 
 
-def _training_curves(history: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (target, sampler, iteration): mean over seeds of the evaluation-batch quality and of
-    the training seconds logged at that iteration."""
-    wanted = history[history["metric"].isin([f"{metric}_eval", "train_seconds"])].copy()
-    if wanted.empty:
-        return pd.DataFrame(columns=["target", "sampler", "iteration", "quality", "seconds"])
-    wanted["value"] = pd.to_numeric(wanted["value"], errors="coerce").astype(float)
-    wide = wanted.pivot_table(index=["target", "sampler", "seed", "iteration"],
-                              columns="metric", values="value", aggfunc="mean")
-    if f"{metric}_eval" not in wide or "train_seconds" not in wide:
-        return pd.DataFrame(columns=["target", "sampler", "iteration", "quality", "seconds"])
-    wide = wide.rename(columns={f"{metric}_eval": "quality", "train_seconds": "seconds"})
-    wide = wide.dropna(subset=["quality", "seconds"])
-    return (wide.groupby(["target", "sampler", "iteration"])[["quality", "seconds"]].mean()
-            .reset_index())
-
-
-def time_to_quality_figure(data: PlotData) -> Figure:
-    """Quality vs wall-clock per target; see the module docstring."""
-    metric = quality_metric(data.rows)
-    if metric is None:
-        raise MissingData(f"none of the quality metrics {', '.join(QUALITY_METRICS)}")
-    frame = quality_and_costs(data.rows, metric)
-    if frame.empty:
-        raise MissingData(f"no sampler cells with '{metric}' rows")
-    curves = _training_curves(data.history, metric)
-    floors = (aggregate(data.rows[data.rows["metric"].eq(metric)])
-              .query("sampler == @REFERENCE_LABEL").groupby("target")["mean"].mean())
-    targets = sorted(frame["target"].unique(), key=natural_key)
-    with figure_style():
-        figure, axes = facet_grid(len(targets), PANEL)
-        for ax, target in zip(axes, targets, strict=True):
-            per_target = frame[frame["target"].eq(target)]
-            for label in sorted(per_target["sampler"].unique(), key=natural_key):
-                cells = per_target[per_target["sampler"].eq(label)].sort_values("budget")
-                color = data.colors.get(label)
-                if cells["train_seconds"].notna().any():
-                    curve = curves[curves["target"].eq(target) & curves["sampler"].eq(label)]
-                    curve = curve.sort_values("iteration")
-                    positive = curve[(curve["seconds"] > 0) & (curve["quality"] > 0)]
-                    ax.plot(positive["seconds"], positive["quality"], color=color,
-                            linewidth=1.2, label=label)
-                    ax.plot(cells["train_seconds"] + cells["sample_seconds"], cells["mean"],
-                            color=color, marker="s", markerfacecolor="none", linestyle="none",
-                            label=None if len(positive) else label)
-                else:
-                    ax.plot(cells["sample_seconds"], cells["mean"], color=color, marker="o",
-                            markersize=3, linewidth=1, linestyle="--", label=label)
-            if target in floors and np.isfinite(floors[target]):
-                ax.axhline(floors[target], color="black", linestyle=":", linewidth=1,
-                           label="reference floor")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(target)
-            ax.set_xlabel("wall-clock seconds")
-            ax.set_ylabel(metric.replace("_", " "))
-        shared_legend(figure, axes)
-    return figure
-
-
 __all__ = ["QUALITY_METRICS", "TABLE_NAME", "matched_iterative", "quality_and_costs",
-           "quality_metric", "time_to_quality_figure", "time_to_quality_table"]
+           "quality_metric", "time_to_quality_table"]

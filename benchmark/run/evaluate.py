@@ -1,9 +1,9 @@
 """``evaluate``: recompute metrics from stored samples, without rerunning any sampler.
 
 A cell run with ``save_samples`` (matrix key or ``run --save-samples``) has
-``<store>/samples/<cell_id>.pt`` (:mod:`benchmark.results`). For each such cell this module
-rebuilds the target from the rows' ``target_name`` / ``target_params`` and the file's dtype,
-and calls :func:`benchmark.runner.evaluate_samples` — the function the runner itself uses —
+``<store>/samples/<cell_id>.pt`` (:mod:`benchmark.run.results`). For each such cell this
+module rebuilds the target from the rows' ``target_name`` / ``target_params`` and the file's
+dtype, and calls :func:`benchmark.run.runner.evaluate_samples` — the function the runner uses —
 with the cell's ``reference_seed``, so the evaluation reference set and metric generators are
 the runner's and a recomputed value equals the stored one exactly (same device, same code,
 float32 runs; a float64 run is re-evaluated from its float32 samples, so to float32 precision).
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from benchmark.cells import build_target
-from benchmark.results import load_samples
-from benchmark.runner import evaluate_samples, runtime_provenance
-from benchmark.store import COLUMNS, ResultsStore
+from benchmark.plan.cells import build_target
+from benchmark.run.runner import evaluate_samples, runtime_provenance
+from benchmark.schema import COLUMNS
+from benchmark.store import ResultsStore, load_samples
 
 
 @dataclass
@@ -73,7 +73,7 @@ def evaluate_cell(stored: pd.DataFrame, payload: dict, metrics: Sequence[str],
         device: evaluate on this device instead of the one the cell ran on.
 
     Returns:
-        One row per metric with every column of :data:`benchmark.store.COLUMNS`.
+        One row per metric with every column of :data:`benchmark.schema.COLUMNS`.
     """
     template = stored.iloc[0].to_dict()
     target = build_target(template["target_name"], json.loads(template["target_params"]),

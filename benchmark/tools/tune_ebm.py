@@ -6,7 +6,7 @@ with the final FID (data), class coverage, with and without the final denoising 
 ``x + sigma0^2 s(x)``, and the training seconds. The choices made from its output are recorded
 in ``benchmark/matrices/paper-ebm.toml``.
 
-    python benchmark/scripts/tune_ebm.py --target ebm_digits --iterations 500 \
+    python -m benchmark.tools.tune_ebm --target ebm_digits --iterations 500 \
         --out results/paper-ebm-tuning/digits.jsonl
 """
 

@@ -1,11 +1,11 @@
 """Regression checking of quality: ``compare BASELINE CURRENT`` (docs/harness.md#regression-checks).
 
-Both stores are reduced with :func:`benchmark.tables.aggregate` to mean ± s.e. over seeds per
-group (target, sampler, budget, metric). A group present in both is a regression when
+Both stores are reduced with :func:`benchmark.report.aggregate.aggregate` to mean ± s.e. over
+seeds per group (target, sampler, budget, metric). A group present in both is a regression when
 
 * its mean got worse by more than ``threshold = max(abs_tol, k · sqrt(se_b² + se_c²))``, with
-  the direction taken from ``METRICS[metric].lower_is_better`` (unknown metrics: lower is
-  better). The two means come from independent runs, so the s.e. of their difference is the
+  the direction taken from ``METRIC_INFO[metric].lower_is_better`` (unknown metrics: lower
+  is better). The two means come from independent runs, so the s.e. of their difference is the
   root sum of squares of the two s.e.; with k = 3 and approximately normal means, an unchanged
   sampler crosses the threshold in the worse direction with probability ~0.13% per group (more
   with few seeds: the s.e. is itself estimated, so with 3 seeds per side the Welch t with ~4
@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.metrics import METRICS
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.tables import GROUP, aggregate
+from benchmark.metrics.info import METRIC_INFO
+from benchmark.report.aggregate import aggregate
+from benchmark.schema import GROUP, REFERENCE_LABEL
 
 #: Verdicts, in the order the summary line counts them.
 REGRESSION = "REGRESSION"
@@ -70,7 +70,7 @@ KEY = [*GROUP, "n", "params_key"]
 
 def lower_is_better(metric: str) -> bool:
     """Direction of a metric; metrics outside the registry count as lower-is-better."""
-    entry = METRICS.get(metric)
+    entry = METRIC_INFO.get(metric)
     return True if entry is None else entry.lower_is_better
 
 

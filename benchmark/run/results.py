@@ -1,10 +1,12 @@
 """Writing cell results on the client: training history, sample files, then the cell's rows.
 
-Only one process (the client) writes a results store; workers return
-:class:`benchmark.runner.CellResult` objects. Sample files live beside the cell files::
+Only one process (the client) writes a results store; workers return :class:`CellResult`
+objects. Sample files live beside the cell files (:data:`benchmark.store.SAMPLES_DIR`)::
 
     samples/<cell_id>.pt     {"samples": Tensor (n, dim) float32 CPU, plus what `evaluate`
                               needs to rebuild the evaluation: dtype, device, reference_seed}
+
+and are read back by :func:`benchmark.store.load_samples`.
 
 Order matters for crash safety: the samples file is written (temporary file, fsync, atomic
 rename) *before* the cell's CSV, and a cell counts as finished only when its CSV exists, so a
@@ -13,26 +15,31 @@ finished cell that was asked to keep samples always has them.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from benchmark.store import ResultsStore, StoreFileError, atomic_write
+from benchmark.store import ResultsStore, atomic_write, samples_path
 
 if TYPE_CHECKING:
-    from benchmark.cells import Cell
-    from benchmark.runner import CellResult
-
-SAMPLES_DIR = "samples"
-#: What ``evaluate`` reads from a samples file.
-SAMPLES_KEYS = ("samples", "dtype", "device", "reference_seed")
+    from benchmark.plan.cells import Cell
 
 
-def samples_path(store: ResultsStore, cell_id: str) -> Path:
-    """Where the samples of ``cell_id`` are (or would be) stored."""
-    return store.root / SAMPLES_DIR / f"{cell_id}.pt"
+@dataclass
+class CellResult:
+    """What one cell returns to whoever writes the store.
+
+    Attributes:
+        rows: one row per metric, with every column of :data:`benchmark.schema.COLUMNS`.
+        samples: ``(n, dim)`` float32 CPU samples if they were asked for and drawn, else None.
+        history: ``(train_key, rows)`` of the trained neural sampler used, else None.
+    """
+
+    rows: list[dict]
+    samples: Tensor | None = None
+    history: tuple[str, list[dict]] | None = None
 
 
 def write_samples(store: ResultsStore, cell_id: str, samples: Tensor, /,
@@ -43,36 +50,13 @@ def write_samples(store: ResultsStore, cell_id: str, samples: Tensor, /,
                  mode="wb")
 
 
-def load_samples(store: ResultsStore, cell_id: str,
-                 required: tuple[str, ...] = SAMPLES_KEYS) -> dict[str, Any] | None:
-    """The payload written by :func:`write_samples`, or None if the cell kept no samples.
-
-    Raises:
-        StoreFileError: the file cannot be read, or lacks a key of ``required``.
-    """
-    path = samples_path(store, cell_id)
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - truncated, garbage or not a torch file
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StoreFileError(f"unreadable samples file '{path}': {reason[:120]}; delete it "
-                             f"(rerun the cell with --force --save-samples to remake it)") from None
-    missing = [key for key in required if not isinstance(payload, dict) or key not in payload]
-    if missing:
-        raise StoreFileError(f"samples file '{path}' lacks {', '.join(missing)}; delete it "
-                             f"(rerun the cell with --force --save-samples to remake it)")
-    return payload
-
-
 def write_result(store: ResultsStore, cell: Cell, result: CellResult) -> None:
     """Write one finished cell: history (if any), samples (if kept), then its rows.
 
     Args:
         store: the results store.
         cell: the cell the result belongs to.
-        result: what :func:`benchmark.runner.run_cell` returned for it.
+        result: what :func:`benchmark.run.runner.run_cell` returned for it.
     """
     if result.history is not None:
         store.write_history(*result.history)

@@ -3,7 +3,7 @@
 One row per target: panel 1 is the target's unnormalised density on a grid, computed from the
 target registry (a function of the stored target identity, ``target_name`` and
 ``target_params``); the next panels scatter the stored samples (``<store>/samples/<cell_id>.pt``,
-see :mod:`benchmark.plots_common`) of one seed — the lowest that has any — on the same axes.
+see :mod:`benchmark.report.plots_common`) of one seed — the lowest that has any — on the same axes.
 The window comes from quantiles of reference samples (the floor cell's stored samples, else
 exact samples drawn from the target with a fixed seed), so every sampler is judged on the
 region where the target has its mass; points outside are counted in the panel title.
@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from benchmark.matrix import MatrixError, resolve
-from benchmark.plots_common import MissingData, PlotData, figure_style, new_figure
-from benchmark.runner import REFERENCE_LABEL
+from benchmark.plan import plugins
+from benchmark.report.plots_common import MissingData, PlotData, figure_style, new_figure
+from benchmark.schema import REFERENCE_LABEL
 from targets.base import Target, make_generator
 
 FIG1_TARGETS: tuple[str, ...] = ("donut", "rosenbrock")
@@ -53,13 +53,17 @@ def svgd_label(cells: pd.DataFrame) -> str | None:
 
 
 def build_stored_target(target_name: str, target_params: str) -> Target:
-    """The target of stored rows, float64 on the CPU (registry name or import path)."""
+    """The target of stored rows, float64 on the CPU (registry name or import path).
+
+    Names read from a store are resolved with no plugin folder (:mod:`benchmark.plan.plugins`):
+    registry names and installed packages only.
+    """
     from targets import TARGETS
 
     try:
-        target_class = resolve("target", target_name, TARGETS)
+        target_class, _ = plugins.resolve("target", target_name, TARGETS, Target)
         return target_class(device="cpu", dtype=torch.float64, **json.loads(target_params))
-    except (MatrixError, TypeError, ValueError) as error:
+    except (plugins.PluginError, TypeError, ValueError) as error:
         raise MissingData(f"cannot rebuild target '{target_name}': {error}") from None
 
 

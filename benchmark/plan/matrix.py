@@ -33,7 +33,7 @@ A matrix is targets × samplers × budgets × seeds plus the evaluation settings
     reason = "grid over {0.005,...} on seeds 100-102, best median KSD"
 
 Every problem is reported as one line naming the key and the valid choices
-(:class:`MatrixError`); the CLI turns it into exit code 2 without a traceback.
+(:class:`benchmark.schema.MatrixError`); the CLI turns it into exit code 2 without a traceback.
 """
 
 from __future__ import annotations
@@ -49,23 +49,20 @@ from typing import Any
 
 import torch
 
-from benchmark import plugins
-from benchmark.plugins import describe, search_dirs_of
+from benchmark.metrics.info import METRIC_INFO
+from benchmark.plan import plugins
+from benchmark.plan.plugins import describe, search_dirs_of
+from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL, MatrixError
 
-MATRIX_DIR = Path(__file__).parent / "matrices"
+#: The shipped matrices (``benchmark/matrices/*.toml``), by file stem.
+MATRIX_DIR = Path(__file__).parent.parent / "matrices"
 
 TOP_LEVEL_KEYS = {"name", "description", "seed", "seeds", "n", "device", "dtype", "num_threads",
                   "metrics", "targets", "samplers", "overrides", "cell_timeout", "save_samples"}
 TARGET_KEYS = {"name", "label", "params", "n"}
 SAMPLER_KEYS = {"name", "label", "params", "budgets", "targets", "seeds", "denoise"}
-#: Appended to the label of a sampler entry with ``denoise = true``.
-DENOISE_SUFFIX = "+dn"
 OVERRIDE_KEYS = {"sampler", "target", "params", "reason"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-class MatrixError(ValueError):
-    """An invalid matrix; the message is one line naming the key and the valid choices."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class TargetSpec:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     n: int | None = None  # samples per cell on this target; None: the matrix's n
-    plugin_dir: str | None = None  # folder an import-path target came from (benchmark.plugins)
+    plugin_dir: str | None = None  # folder an import-path target came from (plan.plugins)
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ class SamplerSpec:
     targets: tuple[str, ...] | None = None  # target labels it runs on; None: every target
     denoise: bool = False  # final Tweedie step x + sigma0^2 s(x) by the runner (+1 NFE at most)
     seeds: tuple[int, ...] | None = None  # a subset of the matrix's seeds; None: all of them
-    plugin_dir: str | None = None  # folder an import-path sampler came from (benchmark.plugins)
+    plugin_dir: str | None = None  # folder an import-path sampler came from (plan.plugins)
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ def _choices(options) -> str:
 def resolve(kind: str, name: str, registry: Mapping[str, Any],
             plugin_dir: str | None = None, search_dirs: tuple[str, ...] = ()) -> Any:
     """The class a matrix names: a registry entry, or an import path the policy of
-    :mod:`benchmark.plugins` allows (from ``plugin_dir``/``search_dirs`` or an installed
+    :mod:`benchmark.plan.plugins` allows (from ``plugin_dir``/``search_dirs`` or an installed
     package, and a ``Target``/``Sampler`` subclass)."""
     return resolve_with_folder(kind, name, registry, (*search_dirs, *search_dirs_of(plugin_dir)))[0]
 
@@ -284,10 +281,9 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix",
     """Validate a decoded TOML document and return the :class:`Matrix` it describes.
 
     ``search_dirs``: folders whose modules import paths may name (the matrix file's folder;
-    :mod:`benchmark.plugins`). Targets are not built here: :func:`check_targets` does that.
+    :mod:`benchmark.plan.plugins`). Targets are not built here: :func:`check_targets` does that.
     """
     search_dirs = tuple(str(Path(folder).resolve()) for folder in search_dirs)
-    from benchmark.metrics import METRICS
     from samplers import SAMPLERS
     from targets import TARGETS
 
@@ -329,9 +325,9 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix",
     if not isinstance(metrics, list) or not metrics:
         raise MatrixError(f"metrics: expected a non-empty list of metric names, got {metrics!r}")
     for metric in metrics:
-        if not isinstance(metric, str) or metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRIC_INFO:
             raise MatrixError(f"metrics: unknown metric {describe(metric)}; valid choices: "
-                              f"{_choices(METRICS)}")
+                              f"{_choices(METRIC_INFO)}")
     if len(set(metrics)) != len(metrics):
         raise MatrixError(f"metrics: repeated metric in {metrics!r}; name each metric once")
 
@@ -359,7 +355,7 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix",
         if duplicates:
             raise MatrixError(f"{kind}s: label '{duplicates[0]}' is used twice; give each "
                               f"entry a distinct 'label'")
-        if "reference" in labels and kind == "sampler":
+        if REFERENCE_LABEL in labels and kind == "sampler":
             raise MatrixError("samplers: the label 'reference' is reserved for floor rows")
 
     overrides = []
@@ -454,7 +450,7 @@ def matrix_path(name_or_path: str) -> Path:
 def load_matrix(name_or_path: str, device: str | None = None) -> Matrix:
     """Read and validate a matrix; ``device`` (from the command line) overrides the file's.
 
-    Import paths in it may name modules in the file's own folder (:mod:`benchmark.plugins`).
+    Import paths in it may name modules in the file's own folder (:mod:`benchmark.plan.plugins`).
     """
     path = matrix_path(name_or_path)
     try:

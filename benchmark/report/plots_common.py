@@ -27,10 +27,9 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
-from benchmark.results import load_samples, samples_path
-from benchmark.runner import REFERENCE_LABEL
-from benchmark.store import ResultsStore, atomic_write
-from benchmark.tables import natural_key
+from benchmark.report.aggregate import natural_key
+from benchmark.schema import REFERENCE_LABEL
+from benchmark.store import ResultsStore, atomic_write, load_samples, samples_path
 
 #: Formats written for every figure: PNG for the README and terminals, PDF for papers.
 FORMATS: tuple[str, ...] = ("png", "pdf")
@@ -67,8 +66,8 @@ class PlotData:
 
     Attributes:
         root: the store's directory.
-        rows: result rows (columns of :data:`benchmark.store.COLUMNS`).
-        history: training-history rows (columns of :data:`benchmark.store.HISTORY_COLUMNS`).
+        rows: result rows (columns of :data:`benchmark.schema.COLUMNS`).
+        history: training-history rows (columns of :data:`benchmark.schema.HISTORY_COLUMNS`).
         colors: sampler label → RGB, from :func:`sampler_colors` over rows and history.
     """
 

@@ -1,7 +1,7 @@
 """One neural-sampler training on one target, scored against exact samples (a tuning trial).
 
-    python benchmark/scripts/neural_trial.py dft_ns donut,mog8 '{"batch_size": 2048}' TAG
-    python benchmark/scripts/neural_trial.py dft_ns gaussian_d@50 '{}'   # target with dim = 50
+    python -m benchmark.tools.neural_trial dft_ns donut,mog8 '{"batch_size": 2048}' TAG
+    python -m benchmark.tools.neural_trial dft_ns gaussian_d@50 '{}'   # target with dim = 50
 
 Trains ``SAMPLER`` with the JSON parameter overrides on each target (training generator seed
 100, one thread), draws 1,000 samples (seed 101) and prints one JSON line per target: energy
@@ -20,8 +20,9 @@ import time
 
 import torch
 
-from benchmark.metrics import METRICS, MetricContext
+from benchmark.metrics.base import MetricContext
 from benchmark.metrics.distances import energy_distance
+from benchmark.metrics.registry import METRICS
 from samplers import SAMPLERS
 from targets import CountingTarget, make_generator, make_target
 

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.matrix import DENOISE_SUFFIX
-from benchmark.plots_blr import training_curves
-from benchmark.plots_common import MissingData, PlotData, figure_style, new_figure
-from benchmark.tables import aggregate, natural_key
+from benchmark.report.aggregate import aggregate, natural_key
+from benchmark.report.plots_blr import training_curves
+from benchmark.report.plots_common import MissingData, PlotData, figure_style, new_figure
+from benchmark.schema import DENOISE_SUFFIX
 
 #: ``(sampler label, budget)`` of each panel of Figure 3, in order.
 FIG3_PANELS: tuple[tuple[str, int], ...] = (

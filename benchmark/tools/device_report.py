@@ -1,6 +1,6 @@
 """Side-by-side timings of the same matrix run on two devices (e.g. CPU and CUDA).
 
-    python -m benchmark.device_report STORE_A STORE_B [--csv PATH]
+    python -m benchmark.tools.device_report STORE_A STORE_B [--csv PATH]
 
 For every (sampler, budget) it prints the median over cells of the sampling seconds (for n
 samples) and, for neural samplers, the training seconds, on each device, with the ratio A/B.
@@ -82,7 +82,7 @@ def agreement(store_a: Path, store_b: Path, min_seeds: int = 3) -> tuple[pd.Data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.device_report",
+    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.device_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("store_a", type=Path)
     parser.add_argument("store_b", type=Path)

@@ -1,0 +1,82 @@
+"""What each metric is, without computing it: table header, direction, floor mark, needs.
+
+:data:`METRIC_INFO` is the one declaration of a metric's name, pretty name, requirements and
+direction. The computing side (:data:`benchmark.metrics.registry.METRICS`) builds every
+:class:`~benchmark.metrics.base.Metric` from its entry here, adding the function, the
+description and the optional floor. This module imports nothing but the standard library, so
+reports (tables, captions, ``compare``) and matrix validation read it without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCORE = frozenset({"score"})
+REFERENCE = frozenset({"reference"})
+MODES = frozenset({"modes"})
+PREDICTIVE = frozenset({"predictive"})
+MOMENTS = frozenset({"posterior_moments"})
+IMAGES = frozenset({"images"})
+#: An image target whose reference is a stored long MCMC run (the image EBMs); targets with
+#: exact samples (the MFA image targets) do not need one and do not provide it.
+MCMC_REFERENCE = frozenset({"images", "mcmc_reference"})
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric as reports and validation see it.
+
+    Attributes:
+        name: registry key.
+        pretty_name: column header in tables.
+        requires: subset of ``Target.provides`` (``"score"``, ``"reference"``, ``"modes"``, ...).
+        lower_is_better: direction for "best" marks and regression checks.
+        flag_below_floor: tables flag values below the reference floor. True for the
+            discrepancies (KSD, energy distance), where exact samples set a noise floor and
+            beating it usually means missed tails or modes
+            (docs/metrics.md#below-floor-dagger); False for summaries such as mode weights,
+            where a deterministic particle set can beat iid samples.
+    """
+
+    name: str
+    pretty_name: str
+    requires: frozenset[str]
+    lower_is_better: bool = True
+    flag_below_floor: bool = False
+
+
+#: Every metric, in registry order (the order of ``list`` and of ``supported_metrics``).
+METRIC_INFO: dict[str, MetricInfo] = {
+    info.name: info
+    for info in (
+        MetricInfo("ksd", "KSD (IMQ)", SCORE, flag_below_floor=True),
+        MetricInfo("ksd_rbf", "KSD (RBF)", SCORE, flag_below_floor=True),
+        MetricInfo("ksd_u", "KSD² (IMQ, U)", SCORE),
+        MetricInfo("energy_distance", "Energy distance", REFERENCE, flag_below_floor=True),
+        MetricInfo("mode_weight_error", "Mode weight error", MODES),
+        MetricInfo("mode_recall", "Mode recall", MODES, lower_is_better=False),
+        MetricInfo("emc", "EMC", MODES, lower_is_better=False),
+        MetricInfo("sliced_w2", "Sliced W2", REFERENCE, flag_below_floor=True),
+        MetricInfo("w2", "W2 (exact)", REFERENCE, flag_below_floor=True),
+        MetricInfo("mmd_u", "MMD² (RBF, U)", REFERENCE),
+        # Bayesian logistic regression (benchmark/metrics/blr.py)
+        MetricInfo("accuracy", "Test accuracy", PREDICTIVE, lower_is_better=False),
+        MetricInfo("test_loglik", "Test log-likelihood", PREDICTIVE, lower_is_better=False),
+        MetricInfo("mean_error", "Posterior mean error", MOMENTS),
+        MetricInfo("std_error", "Posterior std error", MOMENTS),
+        # Image EBMs (benchmark/metrics/images.py)
+        MetricInfo("fid_data", "FID (data)", IMAGES),
+        MetricInfo("fid_ref", "FID (EBM ref.)", MCMC_REFERENCE),
+        MetricInfo("class_tv", "Class TV", IMAGES),
+        MetricInfo("class_max_share", "Max class share", IMAGES),
+    )
+}
+
+
+def lower_is_better(metric: str) -> bool | None:
+    """Direction of a metric; ``None`` for a name outside :data:`METRIC_INFO`."""
+    info = METRIC_INFO.get(metric)
+    return None if info is None else info.lower_is_better
+
+
+__all__ = ["METRIC_INFO", "MetricInfo", "lower_is_better"]

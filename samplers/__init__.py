@@ -10,13 +10,14 @@ from samplers.external import external_samplers
 from samplers.hmc import HMC
 from samplers.langevin import MALA, ULA
 from samplers.neural import DFTNS, KLNS, DFTNSMinibatch, FisherNS, KLNSMinibatch
+from samplers.neural.pis import PIS
 from samplers.sgld import SGLD
 from samplers.svgd import SVGD
 from samplers.tempering import ParallelTempering
 
 SAMPLERS: dict[str, type[Sampler]] = {
     cls.name: cls for cls in (ULA, MALA, SVGD, AnnealedLangevin, DFTNS, KLNS, FisherNS,
-                             SGLD, DFTNSMinibatch, KLNSMinibatch, HMC, ParallelTempering)
+                             SGLD, DFTNSMinibatch, KLNSMinibatch, HMC, ParallelTempering, PIS)
 }
 # Optional extras (Pyro's SVGD and NUTS): registered only when their library is installed.
 SAMPLERS.update(external_samplers())

@@ -155,9 +155,16 @@ TrainingCallback = Callable[[int, "NeuralSampler"], Mapping[str, float]]
 
 
 class NeuralSampler(Sampler):
-    """A trained generator ``x = g_theta(z)``: train once, then sample in one forward pass."""
+    """A trained generator ``x = g_theta(z)``: train once, then sample in one forward pass.
+
+    A neural sampler with a *step axis* (``step_axis = True``, e.g. PIS) is trained once and
+    then sampled as an explicit chain of ``K`` steps (``initial_positions`` / ``init`` /
+    ``step`` / ``finalize``, the iterative interface), so its matrix budgets are step counts
+    of the same trained network and the harness drives and counts its sampling like a chain.
+    """
 
     kind: ClassVar[str] = "neural"
+    step_axis: ClassVar[bool] = False
 
     @abc.abstractmethod
     def train(self, target: Target, num_iterations: int, generator: torch.Generator,
@@ -167,6 +174,14 @@ class NeuralSampler(Sampler):
     @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``(n, dim)`` samples from one generator pass; evaluates no target."""
+
+    def draw(self, n: int, generator: torch.Generator, target: Target) -> Tensor:
+        """``(n, dim)`` samples for a training curve, at the sampler's own default cost.
+
+        One generator pass by default; a step-axis sampler runs its chain at its training
+        discretisation, evaluating ``target`` where its steps need it.
+        """
+        return self.sample(n, generator)
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -211,8 +211,8 @@ class SVGD(IterativeSampler):
     def stein_direction(self, x: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """The SVGD direction ``phi`` at every particle.
 
-        The ``(n, n)`` passes are what costs at small ``dim`` (``benchmark.roofline``), so there
-        are few of them: the kernel overwrites the distances in place (no second ``(n, n)``
+        The ``(n, n)`` passes are what costs at small ``dim`` (``benchmark.tools.roofline``), so
+        there are few of them: the kernel overwrites the distances in place (no second ``(n, n)``
         buffer), and one product ``K [S | x | 1]`` reads the kernel once for the driving term,
         ``K x`` and the row sums (three separate reductions read it three times).
 

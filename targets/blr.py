@@ -20,9 +20,10 @@ sum over ``m`` rows (unbiased). Evaluation averages the predictive over posterio
 (docs/targets.md#predictive-evaluation): ``p_t = mean_m sigma(y_t w_m^T x_t)``, accuracy
 ``mean 1[p_t > 0.5]``, test log-likelihood ``mean log p_t``.
 
-Reference posterior: a long seeded MALA run per dataset (``benchmark.blr_reference``) stored as
-``results/reference/blr/<reference_key>.npz`` (summary moments, thinned draws, diagnostics and
-the command); the target offers its draws as reference samples when the file exists.
+Reference posterior: a long seeded MALA run per dataset (``benchmark.tools.blr_reference``)
+stored as ``results/reference/blr/<reference_key>.npz`` (summary moments, thinned draws,
+diagnostics and the command); the target offers its draws as reference samples when the file
+exists.
 
 References:
     S. Gershman, M. Hoffman, D. Blei, "Nonparametric variational inference", ICML 2012.
@@ -315,7 +316,7 @@ class BayesianLogisticRegression(AnalyticScoreTarget):
         if reference is None:
             raise NotImplementedError(f"no reference posterior for '{self.reference_key}' "
                                       f"(expected {self.reference_path}; make it with "
-                                      f"python -m benchmark.blr_reference)")
+                                      f"python -m benchmark.tools.blr_reference)")
         draws = torch.as_tensor(reference["draws"], device=self.device, dtype=self.dtype)
         if n <= draws.shape[0]:
             rows = torch.randperm(draws.shape[0], generator=generator, device=self.device)[:n]

@@ -250,7 +250,9 @@ def _sampler_spec(where: str, entry: Any, registry: Mapping,
     except (TypeError, ValueError) as error:
         raise MatrixError(f"{where}.params: {error}") from None
     budgets = _int_list(f"{where}.budgets", entry["budgets"], minimum=1)
-    if sampler_class.kind == "neural" and budgets != (1,):
+    # A neural sampler with a step axis (PIS) samples in K steps of one trained network: its
+    # budgets are those K. Every other neural sampler draws in one generator pass.
+    if sampler_class.kind == "neural" and not sampler_class.step_axis and budgets != (1,):
         raise MatrixError(f"{where}.budgets: neural sampler '{entry['name']}' draws samples in "
                           f"one generator pass; budgets must be [1], got {list(budgets)}")
     targets = entry.get("targets")

@@ -246,7 +246,7 @@ def _training_callback(cell: Cell, target: Target) -> Callable | None:
     def callback(iteration: int, sampler: NeuralSampler) -> dict[str, float]:
         # The same evaluation noise at every logged iteration, so the curve is smooth.
         with torch.no_grad():
-            x = sampler.sample(batch, make_generator(cell.cell_seed + 1, target.device))
+            x = sampler.draw(batch, make_generator(cell.cell_seed + 1, target.device), target)
         if not torch.isfinite(x).all():
             return {f"{name}_eval": math.nan for name in names}
         return {f"{name}_eval": _logged_value(name, x) for name in names}
@@ -298,6 +298,11 @@ def _sample_neural(cell: Cell, sampler: NeuralSampler, target: Target,
                    generator: torch.Generator, cache_dir: Path, deadline: Deadline,
                    progress: bool) -> tuple[Tensor, dict, list[dict] | None]:
     ledger, history = _trained(cell, sampler, target, cache_dir, deadline, progress)
+    if sampler.step_axis:
+        # Trained once (cached per train key, shared by every budget); sampled as a chain of
+        # ``budget`` steps by the same loop, counting and denoising as iterative samplers.
+        samples, costs = _sample_iterative(cell, sampler, target, generator, deadline)
+        return samples, {**ledger, **costs}, history
     sampler.sample(min(cell.n, 16), make_generator(0, target.device))  # warm-up
     # ``sample`` is given no target, so the sampling phase costs 0 target evaluations (plus
     # the final denoising step's one, through the counting wrapper, when the cell asks).

@@ -37,7 +37,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 #: How ``checkpoints/mnist16.pt`` is trained (the README gives the plan: slices, budget, why).
 MNIST16_TRAIN_COMMAND = ("python -m benchmark train-ebm --dataset mnist16 --width 32 "
-                         "--iterations 20000 --batch-size 128 --seed 0 "
+                         "--iterations 20000 --batch-size 64 --seed 0 "
                          "--out targets/ebm/checkpoints/mnist16.pt --lr 0.0005 "
                          "--checkpoint-every 500 --log-every 100 --num-threads 1")
 

@@ -3,7 +3,7 @@ once before any cell runs and handed as one :class:`Plan` to the sequential runn
 (:func:`benchmark.run.runner.run_matrix`) or the Dask runner
 (:func:`benchmark.run.distributed.run_matrix_distributed`).
 
-The steps, in the order ``python -m benchmark run`` takes them (docs/harness.md#running-a-matrix):
+The steps, in the order ``python -m benchmark run`` takes them (docs/harness.md#run):
 
 1. :func:`benchmark.plan.cells.plan_cells` expands the whole matrix once; the store records
    those cells (``plan/<matrix>.csv``) whatever ``--target`` and ``--shard`` pick, so tables can

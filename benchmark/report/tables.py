@@ -36,6 +36,8 @@ from benchmark.report.formatting import (
     render_latex,
     render_markdown,
 )
+from benchmark.report.matched_cost import TABLE_NAME as MATCHED_COST
+from benchmark.report.matched_cost import matched_cost_table
 from benchmark.report.summary import write_summaries
 from benchmark.report.time_to_quality import TABLE_NAME, time_to_quality_table
 from benchmark.store import atomic_write_bytes
@@ -189,10 +191,11 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         atomic_write_bytes(directory / f"{metric}.md", texts[metric].encode())
         atomic_write_bytes(directory / f"{metric}.tex", render(rows, metric, "latex").encode())
     texts.update(write_summaries(rows, directory))  # summary layouts (Tables 2 and 3)
-    quality = time_to_quality_table(rows)
-    if quality is not None:
-        texts[TABLE_NAME] = quality
-        atomic_write_bytes(directory / f"{TABLE_NAME}.md", quality.encode())
+    for name, text in ((TABLE_NAME, time_to_quality_table(rows)),
+                       (MATCHED_COST, matched_cost_table(rows))):
+        if text is not None:
+            texts[name] = text
+            atomic_write_bytes(directory / f"{name}.md", text.encode())
     csv = aggregate(rows)[AGGREGATE_COLUMNS].to_csv(
         index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan", lineterminator="\n")
     atomic_write_bytes(directory / "aggregate.csv", csv.encode())

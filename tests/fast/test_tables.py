@@ -360,3 +360,34 @@ def test_reports_read_only_planned_cells_and_their_trainings(tmp_path):
     rows, history = store.load_current()
     assert rows["cell_id"].tolist() == ["new"] and history["value"].tolist() == [0.1]
     assert sorted(store.load()["cell_id"]) == ["new", "old"]  # still on disk
+
+
+def test_matched_cost_reads_the_best_quality_within_each_budget(tmp_path):
+    # mala@10 (NFE 11) 0.2, mala@100 (NFE 101) 0.04; dft_ns@1 0.05 at NFE 0 with 2000 training
+    # evaluations + HVPs: 0.2 per sample amortised over 10,000 samples.
+    records = (series("donut", "dft_ns", 1, [0.04, 0.06])
+               + series("donut", "mala", 100, [0.04, 0.04])
+               + series("donut", "mala", 10, [0.2, 0.2])
+               + series("donut", "reference", 0, [0.01, 0.01]))
+    rows = make_rows(records, "energy_distance")
+    rows["nfe"] = np.where(rows["sampler"].eq("dft_ns"), 0.0, rows["budget"] + 1.0)
+    rows["sample_seconds"] = np.where(rows["sampler"].eq("dft_ns"), 0.1, 1.0)
+    rows["train_seconds"] = np.where(rows["sampler"].eq("dft_ns"), 90.0, math.nan)
+    rows["train_nfe"] = np.where(rows["sampler"].eq("dft_ns"), 1000.0, math.nan)
+    rows["train_hvp"] = np.where(rows["sampler"].eq("dft_ns"), 1000.0, math.nan)
+    text = write_tables(rows, tmp_path)["matched_cost"]
+    evaluations = text.split("\n\n")[1].splitlines()
+    header = [cell.strip() for cell in evaluations[0].split("|")[1:-1]]
+
+    def row(sampler: str, cost: str) -> dict[str, str]:
+        line = next(line for line in evaluations
+                    if f"| {sampler} " in line and f"| {cost} " in line)
+        return dict(zip(header, (c.strip() for c in line.split("|")[1:-1]), strict=True))
+
+    mala = row("mala", "sampling")
+    assert mala["≤ 1"] == mala["≤ 10"] == "–"
+    assert mala["≤ 100"] == "0.2 (@10)" and mala["≤ 1000"] == "0.04 (@100)"
+    assert row("dft_ns", "sampling")["≤ 1"] == "0.05 (@1)"
+    amortised = row("dft_ns", "+ training / 10,000")
+    assert amortised["≤ 1"] == "0.05 (@1)"  # 0 + 2000 / 10,000 = 0.2 evaluations per sample
+    assert (tmp_path / "matched_cost.md").exists()

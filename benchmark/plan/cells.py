@@ -93,6 +93,23 @@ def code_version() -> str:
 
 
 @cache
+def plugin_source_hash(name: str, plugin_dir: str | None) -> str:
+    """Hash of the source of the plugin module ``name`` was imported from (a ``.py`` file or a
+    package folder in ``plugin_dir``); ``""`` for registry names and installed packages."""
+    if plugin_dir is None or ":" not in name:
+        return ""
+    top = name.split(":")[0].split(".")[0]
+    folder = Path(plugin_dir)
+    files = ([folder / f"{top}.py"] if (folder / f"{top}.py").is_file()
+             else sorted((folder / top).rglob("*.py")))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@cache
 def git_commit() -> str:
     """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
     def git(*args: str) -> str:
@@ -187,9 +204,15 @@ class Cell:
 
     @property
     def train_key(self) -> str:
+        """Key of the trained-sampler cache: everything training depends on — the identity,
+        the dtype and device (float32 kernels round differently on a GPU), the source of the
+        suite's targets and samplers, and the source of any plugin module the target or
+        sampler was imported from (so editing a user's plugin retrains it)."""
+        plugins = [plugin_source_hash(spec.name, spec.plugin_dir)
+                   for spec in (self.target, self.sampler) if spec is not None]
         return stable_hash(self.matrix_seed, self.target.label, dict(self.target.params),
                            self.sampler.name if self.sampler else None, self.params, self.seed,
-                           self.dtype, code_version())
+                           self.dtype, code_version(), self.device, plugins)
 
 
 def plan_cells(matrix: Matrix) -> list[Cell]:

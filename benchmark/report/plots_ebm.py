@@ -1,8 +1,8 @@
 """Image-EBM figures (the paper's Figures 3 and 5), pure functions of the results store.
 
 * ``fig3_ebm``: one row per image target, one panel per sampler@steps of :data:`FIG3_PANELS`
-  (one-step DFT-NS vs annealed Langevin at 200 steps, each without and with the final
-  denoising step ``+dn``), each a mosaic of the first :data:`MOSAIC` stored samples of the
+  (one-step DFT-NS, without and with the final denoising step ``+dn``, one-step KL-NS, and
+  annealed Langevin at 200 steps without and with ``+dn``), each a mosaic of the first :data:`MOSAIC` stored samples of the
   lowest stored seed. Pixels are shown clipped to ``[0, 1]`` (the data range; the samples
   themselves are stored unclipped).
 * ``training_fid``: log FID against the data and against the EBM reference (the two views of
@@ -28,7 +28,7 @@ from benchmark.schema import DENOISE_SUFFIX
 
 #: ``(sampler label, budget)`` of each panel of Figure 3, in order.
 FIG3_PANELS: tuple[tuple[str, int], ...] = (
-    ("dft_ns_full", 1), ("dft_ns_full" + DENOISE_SUFFIX, 1),
+    ("dft_ns", 1), ("dft_ns" + DENOISE_SUFFIX, 1), ("kl_ns", 1),
     ("annealed_langevin", 200), ("annealed_langevin" + DENOISE_SUFFIX, 200))
 MOSAIC = 64  # samples per panel (an 8 × 8 mosaic)
 #: History metric -> (table metric of the MCMC lines, axis label).

@@ -346,3 +346,28 @@ def test_run_expands_the_matrix_once_and_hands_that_plan_to_the_runner(tmp_path,
     assert len(plan.planned) == 8 and plan.todo == plan.cells
     assert {cell.target.label for cell in plan.cells} == {"gaussian"} and len(plan.cells) == 4
     assert set(ResultsStore(tmp_path / "out").load()["cell_id"]) == {c.cell_id for c in plan.todo}
+
+
+def test_the_cache_key_follows_a_plugins_source_and_the_device(tmp_path):
+    import dataclasses
+
+    from benchmark.plan.cells import plugin_source_hash
+    from benchmark.plan.matrix import parse_matrix as parse
+
+    shutil.copy(PLUGIN_DIR / "toy_plugins.py", tmp_path)
+    data = {"seeds": [0], "n": 8, "metrics": ["ksd"], "targets": ["gaussian"],
+            "samplers": [{"name": "toy_plugins:RaisingSampler", "budgets": [1]}]}
+
+    def key() -> str:
+        plugin_source_hash.cache_clear()
+        cell = next(c for c in plan_cells(parse(data, search_dirs=(tmp_path,)))
+                    if c.sampler is not None)
+        return cell.train_key
+
+    before = key()
+    assert key() == before
+    (tmp_path / "toy_plugins.py").write_text((tmp_path / "toy_plugins.py").read_text()
+                                             + "\n# edited\n")
+    assert key() != before
+    cell = next(c for c in plan_cells(parse(data, search_dirs=(tmp_path,))) if c.sampler)
+    assert dataclasses.replace(cell, device="cuda").train_key != cell.train_key

@@ -371,3 +371,36 @@ def test_evaluate_refuses_a_store_row_naming_an_import_path_outside_the_policy(
     code, err = _cli(["evaluate", store], capsys)
     _assert_one_clean_line(code, err)
     assert not marker.exists()
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    import benchmark.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_command_list", interrupted)  # main() builds the parser anew
+    code = cli.main(["list"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and len(err) == 1 and err[0].startswith("interrupted:")
+
+
+def test_progress_lines_without_a_terminal_report_done_total_and_eta(capsys, monkeypatch):
+    from benchmark import cli
+
+    clock = iter([0.0, 10.0, 40.0, 50.0, 100.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    lines = cli.ProgressLines(3, enabled=True, every=30.0)
+    lines.finished(0)  # at 10 s: within 30 s of the start, quiet
+    lines.finished(1)  # at 40 s: a line
+    lines.finished(1)  # at 50 s: the last cell, a line
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["progress: 2/3 cells, 1 failed, elapsed 0m40s, ETA 0m20s",
+                   "progress: 3/3 cells, 1 failed, elapsed 0m50s, ETA 0m00s"]
+
+
+def test_version_prints_the_installed_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith("python -m benchmark ")

@@ -259,3 +259,17 @@ def test_fashion_target():
         pytest.skip(str(error))
     assert target.image_shape == (1, 32, 32) and target.dataset == "fashion_mnist"
     assert target.sample(4, make_generator(0)).shape == (4, 1024)
+
+
+def test_the_samples_beside_test_images_figure_is_written(tmp_path):
+    from benchmark.tools import mfa_figure
+
+    rows, skipped = mfa_figure.panels()
+    names = [name for name, _, _ in rows]
+    assert "mfa_digits" in names and "mfa_mnist" in names
+    for _, samples, test in rows:
+        assert samples.shape == test.shape  # same mosaic layout on both sides
+        assert 0.0 <= samples.min() and samples.max() <= 1.0
+    assert all("mfa_fashion" in reason for reason in skipped)
+    assert mfa_figure.main(["--out", str(tmp_path)]) == 0
+    assert (tmp_path / "mfa_samples.png").stat().st_size > 0

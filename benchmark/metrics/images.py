@@ -39,6 +39,15 @@ def fid_ref(samples: Tensor, target: Target, context: MetricContext) -> float:
     return fid_between(samples, load_reference(target), target.dataset)
 
 
+def fid_exact(samples: Tensor, target: Target, context: MetricContext) -> float:
+    """FID against ``n`` exact samples of the target (the context's reference set): on an
+    image target with an exact sampler (``mfa_*``) the reference is the truth, and the floor
+    (two exact sets) is exact too."""
+    from benchmark.fid.evaluation import fid_between
+
+    return fid_between(samples, context.reference, target.dataset)
+
+
 def class_tv(samples: Tensor, target: Target, context: MetricContext) -> float:
     from benchmark.fid.evaluation import class_coverage
 
@@ -107,6 +116,11 @@ IMAGE_METRICS: dict[str, Metric] = {
                        f"stored EBM reference samples (long MALA from held-out data); floor: "
                        f"FID between the data- and noise-started reference runs",
             fid_ref, floor=fid_ref_floor),
+        Metric.declared(
+            "fid_exact", f"Frechet distance of Gaussian fits of {_FEATURES}: samples vs n "
+                         f"exact samples of the target (image targets with an exact sampler); "
+                         f"floor: two independent exact sets",
+            fid_exact),
         Metric.declared(
             "class_tv", "total-variation distance between the predicted-class histograms "
                         "(same classifier) of the samples and of the test split",

@@ -20,6 +20,7 @@ IMAGES = frozenset({"images"})
 #: An image target whose reference is a stored long MCMC run (the image EBMs); targets with
 #: exact samples (the MFA image targets) do not need one and do not provide it.
 MCMC_REFERENCE = frozenset({"images", "mcmc_reference"})
+EXACT_IMAGES = frozenset({"images", "reference"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
         # Image EBMs (benchmark/metrics/images.py)
         MetricInfo("fid_data", "FID (data)", IMAGES),
         MetricInfo("fid_ref", "FID (EBM ref.)", MCMC_REFERENCE),
+        MetricInfo("fid_exact", "FID (exact)", EXACT_IMAGES),
         MetricInfo("class_tv", "Class TV", IMAGES),
         MetricInfo("class_max_share", "Max class share", IMAGES),
     )

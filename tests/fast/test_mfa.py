@@ -14,6 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
+from targets import make_target
 from targets.base import make_generator
 from targets.datasets import DatasetUnavailable
 from targets.datasets.images import FASHION_MNIST_DIR
@@ -273,3 +274,18 @@ def test_the_samples_beside_test_images_figure_is_written(tmp_path):
     assert all("mfa_fashion" in reason for reason in skipped)
     assert mfa_figure.main(["--out", str(tmp_path)]) == 0
     assert (tmp_path / "mfa_samples.png").stat().st_size > 0
+
+
+def test_fid_against_exact_samples_applies_to_exact_image_targets_only():
+    from benchmark.metrics.base import MetricContext
+    from benchmark.metrics.registry import evaluate_metric, reference_floor, supported_metrics
+
+    target = make_target("mfa_digits")
+    assert "fid_exact" in supported_metrics(target)
+    assert "fid_exact" not in supported_metrics(make_target("ebm_digits"))  # no exact sampler
+    floor, _ = reference_floor("fid_exact", target, 359, make_generator(0))
+    context = MetricContext(target.sample(359, make_generator(1)), make_generator(2))
+    dimmed = evaluate_metric("fid_exact", 0.8 * target.sample(359, make_generator(3)), target,
+                             context)
+    # Two exact sets differ only by sampling noise; 20% dimmer images are far outside it.
+    assert 0.0 < floor < dimmed / 3.0

@@ -1,7 +1,8 @@
 """Reference posteriors for Bayesian logistic regression: a long seeded MALA run per dataset.
 
 ``python -m benchmark.tools.blr_reference --dataset breast_cancer`` (see ``--help``) writes
-``results/reference/blr/<reference_key>.npz`` (the path the BLR target reads), holding
+``targets/blr_references/<reference_key>.npz`` (package data, which the BLR target reads),
+holding
 
 * ``mean``, ``std`` ``(d + 1,)``: posterior moments over the thinned post-warm-up draws of all
   chains (every ``thin``-th state);

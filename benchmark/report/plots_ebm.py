@@ -3,8 +3,8 @@
 * ``fig3_ebm``: one row per image target, one panel per sampler@steps of :data:`FIG3_PANELS`
   (one-step DFT-NS, without and with the final denoising step ``+dn``, one-step KL-NS, and
   annealed Langevin at 200 steps without and with ``+dn``), each a mosaic of the first
-  :data:`MOSAIC` stored samples of the lowest stored seed. Pixels are shown clipped to ``[0, 1]`` (the data range; the samples
-  themselves are stored unclipped).
+  :data:`MOSAIC` stored samples of the lowest stored seed. Pixels are shown clipped to
+  ``[0, 1]`` (the data range; the samples themselves are stored unclipped).
 * ``training_fid``: log FID against the data and against the EBM reference (the two views of
   docs/metrics.md#why-two-fid-views) vs training iteration, from the ``fid_data_eval`` /
   ``fid_ref_eval`` history rows the runner logs on a fixed batch of the *undenoised* generator

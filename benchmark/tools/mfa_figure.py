@@ -6,9 +6,9 @@ For each available exact-sample image target (``mfa_digits``, ``mfa_mnist``; ``m
 when its Debian data is installed, else skipped with the reason) one row: 64 exact samples
 (seed 0) and 64 randomly chosen (seed 0) test images of the dataset the target was fitted to,
 as 8 x 8 mosaics, pixels clipped to [0, 1] for display. A reader judges at a glance whether
-the target's samples read as digits (garments): these are the reference samples of every FID, class-coverage and
-pixel-space distance on these targets, so their quality bounds what "matching the target"
-means there. Writes ``mfa_samples.png`` and ``.pdf``.
+the target's samples read as digits (garments): these are the reference samples of every FID,
+class-coverage and pixel-space distance on these targets, so their quality bounds what
+"matching the target" means there. Writes ``mfa_samples.png`` and ``.pdf``.
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
         MetricInfo("mode_weight_error", "Mode weight error", MODES),
         MetricInfo("mode_recall", "Mode recall", MODES, lower_is_better=False),
         MetricInfo("emc", "EMC", MODES, lower_is_better=False),
-        MetricInfo("sliced_w2", "Sliced W2", REFERENCE, flag_below_floor=True),
+        MetricInfo("sliced_wasserstein", "Sliced W2", REFERENCE, flag_below_floor=True),
         MetricInfo("w2", "W2 (exact)", REFERENCE, flag_below_floor=True),
-        MetricInfo("mmd_u", "MMD² (RBF, U)", REFERENCE),
+        MetricInfo("mmd", "MMD² (RBF, U)", REFERENCE),
         # Bayesian logistic regression (benchmark/metrics/blr.py)
         MetricInfo("accuracy", "Test accuracy", PREDICTIVE, lower_is_better=False),
         MetricInfo("test_loglik", "Test log-likelihood", PREDICTIVE, lower_is_better=False),

@@ -126,7 +126,8 @@ _CORE_METRICS: dict[str, Metric] = {
                    "modes",
             _entropic_mode_coverage),
         Metric.declared(
-            "sliced_w2", f"sliced Wasserstein-2 to reference samples: sqrt of the mean over "
+            "sliced_wasserstein",
+            f"sliced Wasserstein-2 to reference samples: sqrt of the mean over "
                          f"{NUM_PROJECTIONS} random directions (uniform on the sphere, from the "
                          f"context generator) of the 1-D W2^2 of the projections (POT); floor: "
                          f"two independent reference sets at the same n",
@@ -138,7 +139,7 @@ _CORE_METRICS: dict[str, Metric] = {
                   f"reference sets at the same n",
             _w2),
         Metric.declared(
-            "mmd_u", "unbiased U-statistic MMD^2 to reference samples (signed: may be negative) "
+            "mmd", "unbiased U-statistic MMD^2 to reference samples (signed: may be negative) "
                      "with the RBF kernel exp(-|x-y|^2 / (2 h^2)), h^2 = median of squared "
                      "pairwise distances of the reference samples (lower median; evenly strided "
                      "subsample of 2000 points when m > 2000)",

@@ -278,7 +278,7 @@ def test_supported_metrics_follow_provides():
     assert supported_metrics(NoReference(2)) == ["ksd", "ksd_rbf", "ksd_u"]
     # Sample-distance metrics need exact reference samples; mode metrics need modes.
     assert supported_metrics(Gaussian(2)) == ["ksd", "ksd_rbf", "ksd_u", "energy_distance",
-                                              "sliced_w2", "w2", "mmd_u"]
+                                              "sliced_wasserstein", "w2", "mmd"]
     assert set(supported_metrics(TwoModes())) >= CORE_METRICS
 
 

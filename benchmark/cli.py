@@ -291,6 +291,16 @@ def _command_compare(args: argparse.Namespace) -> int:
     return 1 if comparison["regression"].any() else 0
 
 
+def _command_report(args: argparse.Namespace) -> int:
+    from benchmark.report.html import write_report
+
+    store_dir = Path(args.store)
+    if not (store_dir / "cells").is_dir():
+        raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
+    print(f"wrote {write_report(store_dir)}")
+    return 0
+
+
 def _command_plot(args: argparse.Namespace) -> int:
     # Imported here: the figures load matplotlib, and torch for stored samples.
     from benchmark.report.plots import FIGURES
@@ -457,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_ebm.set_defaults(handler=_command_train_ebm)
 
     add_fid_commands(commands)  # train-classifier, ebm-reference
+
+    report = commands.add_parser(
+        "report", help="write STORE/report.html: provenance, commands, every table and figure "
+                       "of the store (run table and plot first)")
+    report.add_argument("store", help="results store directory")
+    report.set_defaults(handler=_command_report)
 
     listing = commands.add_parser("list", help="list targets, samplers, metrics and matrices")
     listing.set_defaults(handler=_command_list)

@@ -391,3 +391,36 @@ def test_matched_cost_reads_the_best_quality_within_each_budget(tmp_path):
     amortised = row("dft_ns", "+ training / 10,000")
     assert amortised["≤ 1"] == "0.05 (@1)"  # 0 + 2000 / 10,000 = 0.2 evaluations per sample
     assert (tmp_path / "matched_cost.md").exists()
+
+
+def test_the_report_page_links_only_files_that_exist_and_shows_every_table(tmp_path):
+    import shutil
+    from html.parser import HTMLParser
+    from pathlib import Path
+
+    from benchmark.cli import main
+
+    store = tmp_path / "store"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "results" / "ci-tiny", store)
+    (store / "figures").mkdir(exist_ok=True)
+    (store / "figures" / "demo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["report", str(store)]) == 0
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.links, self.ids = [], set()
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.links += [attrs[key] for key in ("src", "href") if key in attrs]
+            if "id" in attrs:
+                self.ids.add(attrs["id"])
+
+    page = Links()
+    page.feed((store / "report.html").read_text(encoding="utf-8"))
+    assert page.links and all((store / link).exists() for link in page.links)
+    assert {f"table-{p.stem}" for p in (store / "tables").glob("*.md")} <= page.ids
+    assert "figure-demo" in page.ids and {"provenance", "commands"} <= page.ids
+    text = (store / "report.html").read_text(encoding="utf-8")
+    assert "python -m benchmark run ci-tiny" in text and "<table>" in text

@@ -50,8 +50,10 @@ from samplers.neural.networks import MLP
 from samplers.neural.training import INITIAL_LAW_DRAWS, check_choice
 from targets.base import Target
 
-#: Fourier frequencies of the time embedding (``sin``/``cos`` of ``2^k pi t``, k < 8).
-TIME_FREQUENCIES = 8
+#: Fourier frequencies of the time embedding (``sin``/``cos`` of ``2^k pi t``, k < 4): the
+#: fastest has period 1/4, far above the training step (1/64), so the control is smooth between
+#: the training grid's times and a chain of more steps than training used stays in its range.
+TIME_FREQUENCIES = 4
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.metrics.info import METRIC_INFO
+from benchmark.metrics.info import lower_is_better as info_lower_is_better
 from benchmark.report.aggregate import aggregate
 from benchmark.schema import GROUP, REFERENCE_LABEL
 
@@ -69,9 +69,9 @@ KEY = [*GROUP, "n", "params_key"]
 
 
 def lower_is_better(metric: str) -> bool:
-    """Direction of a metric; metrics outside the registry count as lower-is-better."""
-    entry = METRIC_INFO.get(metric)
-    return True if entry is None else entry.lower_is_better
+    """Direction of a metric (:func:`benchmark.metrics.info.lower_is_better`); metrics outside
+    the registry count as lower-is-better here, so a change in them is still judged."""
+    return info_lower_is_better(metric) is not False
 
 
 def params_key(params: str) -> str:

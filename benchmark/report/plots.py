@@ -39,9 +39,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmark.report.aggregate import aggregate, natural_key
-from benchmark.report.plots_2d import DFT_PREFIX, FIG1_TARGETS, figure1
+from benchmark.report.plots_2d import FIG1_TARGETS, figure1
 from benchmark.report.plots_blr import training_blr
 from benchmark.report.plots_common import (
+    DFT_PREFIX,
     MissingData,
     PlotData,
     facet_grid,

@@ -19,13 +19,18 @@ import torch
 from matplotlib.figure import Figure
 
 from benchmark.plan import plugins
-from benchmark.report.plots_common import MissingData, PlotData, figure_style, new_figure
+from benchmark.report.plots_common import (
+    DFT_PREFIX,
+    MissingData,
+    PlotData,
+    figure_style,
+    new_figure,
+)
 from benchmark.schema import REFERENCE_LABEL
 from targets.base import Target, make_generator
 
 FIG1_TARGETS: tuple[str, ...] = ("donut", "rosenbrock")
 SVGD_STEPS: tuple[int, ...] = (10, 100, 200)
-DFT_PREFIX = "dft_ns"
 #: Preferred DFT-NS labels, in order; otherwise the first label starting with ``dft_ns``.
 DFT_PREFERENCE: tuple[str, ...] = ("dft_ns_full", "dft_ns")
 #: Central mass the window must hold along each axis (0.5 % cut from each tail), then widened

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from benchmark.report.aggregate import natural_key
 from benchmark.report.plots_common import (
+    DFT_PREFIX,
     MissingData,
     PlotData,
     figure_style,
@@ -30,7 +31,6 @@ BLR_HISTORY_METRICS = {
     "std_error_eval": "s.d. error (relative)",
 }
 PANEL = (3.2, 2.4)
-DFT_PREFIX = "dft"
 
 
 def training_curves(history: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

@@ -35,6 +35,9 @@ from benchmark.store import ResultsStore, atomic_write, load_samples, samples_pa
 FORMATS: tuple[str, ...] = ("png", "pdf")
 DPI = 150
 REFERENCE_COLOR = (0.0, 0.0, 0.0)
+#: Labels starting with this are DFT-NS entries (dft_ns, dft_ns_partial, dft_ns_minibatch,
+#: ...), which figures highlight.
+DFT_PREFIX = "dft_ns"
 # Metadata that would otherwise embed the date and matplotlib version: without it, the same
 # store gives byte-identical PDFs (and PNGs) on every run.
 _METADATA = {"png": {"Software": None},

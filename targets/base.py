@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -65,6 +65,20 @@ class Target(abc.ABC):
     name: ClassVar[str] = ""
     pretty_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Optional abilities, declared here so that callers read them instead of probing with
+    # getattr; a target that has one sets it (as a class or an instance attribute).
+    #: The narrowest local standard deviation of ``q``; neural samplers set ``sigma`` from it.
+    length_scale: float | None = None
+    #: ``sigma_0`` of a smoothed energy: the scale of the final denoising step.
+    denoise_sigma: float | None = None
+    #: ``(C, H, W)`` for image targets (convolutional networks and image metrics use it).
+    image_shape: tuple[int, int, int] | None = None
+
+    @classmethod
+    def unavailable_reason(cls, **params: Any) -> str | None:
+        """Why this configuration cannot be built on this machine (missing data or
+        checkpoint), or ``None``; the harness skips such targets with the reason."""
+        return None
 
     def __init__(self, dim: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:

@@ -87,10 +87,9 @@ def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
 
     reasons = {}
     for index, spec in enumerate(matrix.targets):
-        check = getattr(resolve("target", spec.name, TARGETS, spec.plugin_dir),
-                        "unavailable_reason", None)
+        check = resolve("target", spec.name, TARGETS, spec.plugin_dir).unavailable_reason
         try:
-            reason = check(**dict(spec.params)) if check is not None else None
+            reason = check(**dict(spec.params))
         except Exception as error:  # noqa: BLE001 - bad params: the constructor's reason
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise MatrixError(f"targets[{index}] ('{spec.label}'): cannot build target "
@@ -123,7 +122,7 @@ def check_targets(matrix: Matrix) -> None:
                               f"{dict(spec.params)}: {reason}") from None
         for sampler in matrix.samplers:
             runs_here = sampler.targets is None or spec.label in sampler.targets
-            if sampler.denoise and runs_here and getattr(target, "denoise_sigma", None) is None:
+            if sampler.denoise and runs_here and target.denoise_sigma is None:
                 raise MatrixError(f"samplers '{sampler.label}': denoise = true, but target "
                                   f"'{spec.label}' has no denoise_sigma; restrict the entry "
                                   f"with targets = [...] to targets that have one")

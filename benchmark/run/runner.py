@@ -212,7 +212,7 @@ def denoise(cell: Cell, target: Target | CountingTarget, samples: Tensor,
     Raises:
         ValueError: the target has no ``denoise_sigma``.
     """
-    sigma = getattr(target, "denoise_sigma", None)
+    sigma = target.denoise_sigma
     if sigma is None:
         raise ValueError(f"sampler '{cell.sampler_label}' asks for denoise = true but target "
                          f"'{cell.target.label}' has no denoise_sigma (the sigma_0 of a "

@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = TARGETS[args.target]()
-    sigma0 = float(getattr(target, "denoise_sigma", 0.1))
+    sigma0 = float(target.denoise_sigma or 0.1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     configs = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
     for index, config in enumerate(configs):

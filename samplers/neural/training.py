@@ -369,9 +369,9 @@ class NeuralImplicitSampler(NeuralSampler):
         initial_law = (target.initial_positions(INITIAL_LAW_DRAWS, generator)
                        if params.generator_architecture == "residual" else None)
         self.build_networks(target.dim, device, target.dtype, generator,
-                            image_shape=getattr(target, "image_shape", None),
+                            image_shape=target.image_shape,
                             initial_law=initial_law,
-                            length_scale=getattr(target, "length_scale", None))
+                            length_scale=target.length_scale)
         score_optimizer = torch.optim.Adam(self.score_net.parameters(), lr=params.score_lr)
         sampler_optimizer = torch.optim.Adam(self.generator_net.parameters(),
                                              lr=params.sampler_lr)

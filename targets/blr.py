@@ -21,9 +21,9 @@ sum over ``m`` rows (unbiased). Evaluation averages the predictive over posterio
 ``mean 1[p_t > 0.5]``, test log-likelihood ``mean log p_t``.
 
 Reference posterior: a long seeded MALA run per dataset (``benchmark.tools.blr_reference``)
-stored as ``results/reference/blr/<reference_key>.npz`` (summary moments, thinned draws,
-diagnostics and the command); the target offers its draws as reference samples when the file
-exists.
+stored as ``targets/blr_references/<reference_key>.npz``, package data (summary moments,
+thinned draws, diagnostics and the command); the target offers its draws as reference samples
+when the file exists.
 
 References:
     S. Gershman, M. Hoffman, D. Blei, "Nonparametric variational inference", ICML 2012.
@@ -49,7 +49,8 @@ from targets.datasets import Dataset, DatasetUnavailable, load_dataset
 #: Gamma(shape 1, rate 0.01) hyper-prior on the weight precision alpha (SVGD paper).
 PRIOR_RATE = 0.01
 #: Stored reference posteriors (one ``.npz`` per dataset configuration).
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference" / "blr"
+#: Reference posteriors ship inside the package (package data), so an installed copy has them.
+REFERENCE_DIR = Path(__file__).resolve().parent / "blr_references"
 # Rows x particles per chunk of the likelihood pass: bounds memory at O(n * chunk) instead of
 # O(n * N) (N = 465k training rows and 512 particles would be ~1 GB in one piece).
 _CHUNK_ELEMENTS = 1 << 22

@@ -97,6 +97,15 @@ _FASHION_HOWTO = ("install them with `apt-get install dataset-fashion-mnist` (fi
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _portable(path: Path) -> str:
+    """A data file's location without this machine's prefix: ``package/relative/path`` for a
+    file inside an installed package (recorded in checkpoints, which travel), else the path."""
+    parts = path.parts
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1:])
+    return str(path)
+
+
 def _package_file(module: str, *parts: str) -> Path:
     """Path of a data file inside installed package ``module`` (which may be missing)."""
     import importlib.util
@@ -153,7 +162,8 @@ def load_digits(seed: int = SPLIT_SEED) -> Dataset:
     images = _to_images(table[:, :64], 8, 16.0, 0)
     labels = torch.from_numpy(table[:, 64]).long()
     return _split_dataset("digits", images, labels, seed,
-                          {"source": str(path), "sha256": DIGITS_SHA256, "scale": "pixels/16"})
+                          {"source": _portable(path), "sha256": DIGITS_SHA256,
+                           "scale": "pixels/16"})
 
 
 def load_mnist5k(seed: int = SPLIT_SEED, pad: bool = True) -> Dataset:
@@ -170,7 +180,7 @@ def load_mnist5k(seed: int = SPLIT_SEED, pad: bool = True) -> Dataset:
     images = _to_images(table[:, :784], 28, 255.0, 2 if pad else 0)
     labels = torch.from_numpy(table[:, 784]).long()
     return _split_dataset("mnist5k", images, labels, seed,
-                          {"source": str(path), "sha256": MNIST5K_SHA256,
+                          {"source": _portable(path), "sha256": MNIST5K_SHA256,
                            "scale": "pixels/255", "padding": 2 if pad else 0})
 
 

@@ -133,20 +133,40 @@ class IterativeSampler(Sampler):
         return state.x
 
 
-def run_chain(sampler: IterativeSampler, target: Target, n: int, num_steps: int,
-              generator: torch.Generator,
-              on_step: Callable[[ChainState, dict[str, Tensor]], None] | None = None) -> Tensor:
-    """The reference driver: initial positions, ``num_steps`` transitions, final samples.
+#: ``on_step(state, info)``, called by the chain driver after every transition.
+StepHook = Callable[[ChainState, dict[str, Tensor]], None]
+
+
+def drive_chain(sampler: IterativeSampler, target: Target, x0: Tensor, num_steps: int,
+                generator: torch.Generator, on_step: StepHook | None = None) -> ChainState:
+    """The one chain loop: ``init`` at ``x0`` ``(n, dim)``, then ``num_steps`` transitions.
+
+    Every caller that runs a chain (the harness, the EBM and BLR references, PIS sampling,
+    tests) goes through here, so a chain means the same thing everywhere. ``on_step`` sees
+    each new state and its diagnostics: the harness checks its deadline there, references
+    record acceptance rates, thinned traces or progress.
 
     Returns:
-        ``(n, dim)`` samples.
+        The final state; ``sampler.finalize(target, state)`` gives the samples.
     """
-    state = sampler.init(target, sampler.initial_positions(target, n, generator), num_steps)
+    state = sampler.init(target, x0, num_steps)
     for _ in range(num_steps):
         state, info = sampler.step(target, state, generator)
         if on_step is not None:
             on_step(state, info)
-    return sampler.finalize(target, state)
+    return state
+
+
+def run_chain(sampler: IterativeSampler, target: Target, n: int, num_steps: int,
+              generator: torch.Generator, on_step: StepHook | None = None) -> Tensor:
+    """:func:`drive_chain` from the sampler's initial positions, then ``finalize``.
+
+    Returns:
+        ``(n, dim)`` samples.
+    """
+    x0 = sampler.initial_positions(target, n, generator)
+    return sampler.finalize(target, drive_chain(sampler, target, x0, num_steps, generator,
+                                                on_step))
 
 
 #: ``callback(iteration, sampler) -> {metric: value}``, called every ``log_every`` iterations by

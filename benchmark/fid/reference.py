@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from samplers.langevin import MALA
+from samplers.base import drive_chain
+from samplers.langevin import MALA, MALAState
 from targets.base import Target, make_generator
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "references"
@@ -82,15 +83,16 @@ def run_mala(target: Target, x0: Tensor, num_steps: int, generator: torch.Genera
     """
     sampler = MALA(step_size=step_size, warmup_fraction=warmup_fraction)
     start = time.perf_counter()
-    state = sampler.init(target, x0, num_steps)
     warmup, sampling = [], []
-    for index in range(num_steps):
-        is_warmup = state.step_index < state.num_warmup
-        state, info = sampler.step(target, state, generator)
+
+    def record(state: MALAState, info: dict[str, Tensor]) -> None:
+        # step_index counts the transitions taken, this one included.
         rate = float(info["acceptance_rate"])
-        (warmup if is_warmup else sampling).append(rate)
+        (warmup if state.step_index <= state.num_warmup else sampling).append(rate)
         if on_step is not None:
-            on_step(index, rate)
+            on_step(state.step_index - 1, rate)
+
+    state = drive_chain(sampler, target, x0, num_steps, generator, on_step=record)
     samples = sampler.finalize(target, state)
     return ReferenceRun(samples=samples.detach(), step_size=float(state.log_step_size.exp()),
                         acceptance_rate=_mean(sampling), warmup_acceptance_rate=_mean(warmup),

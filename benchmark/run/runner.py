@@ -54,7 +54,7 @@ from benchmark.run.deadline import CellTimeout, Deadline, DeadlineTarget
 from benchmark.run.results import CellResult, write_result
 from benchmark.schema import REFERENCE_LABEL
 from benchmark.store import ResultsStore
-from samplers.base import IterativeSampler, NeuralSampler
+from samplers.base import IterativeSampler, NeuralSampler, drive_chain
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 from targets.precision import exact_float32
@@ -177,11 +177,10 @@ def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
     counting = CountingTarget(target)
 
     def chain() -> Tensor:
-        state = sampler.init(counting, sampler.initial_positions(counting, cell.n, generator),
-                             cell.budget)
-        for _ in range(cell.budget):
-            deadline.check()  # ~100 ns: invisible next to a step
-            state, _ = sampler.step(counting, state, generator)
+        # The deadline is checked after every transition (~100 ns: invisible next to a step).
+        state = drive_chain(sampler, counting,
+                            sampler.initial_positions(counting, cell.n, generator), cell.budget,
+                            generator, on_step=lambda state, info: deadline.check())
         samples = sampler.finalize(counting, state)
         if not cell.denoise:
             return samples

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from samplers.langevin import MALA
+from samplers.base import drive_chain
+from samplers.langevin import MALA, MALAState
 from targets.base import AnalyticScoreTarget, make_generator
 from targets.blr import REFERENCE_DIR, BayesianLogisticRegression
 
@@ -133,10 +134,10 @@ def _mala(whitened: WhitenedTarget, u: Tensor, num_warmup: int, num_steps: int,
     """
     total = num_warmup + num_steps
     sampler = MALA(step_size=1.0, warmup_fraction=num_warmup / total)
-    state = sampler.init(whitened, u, total)
     kept, acceptance = [], []
-    for index in range(total):
-        state, info = sampler.step(whitened, state, generator)
+
+    def record(state: MALAState, info: dict[str, Tensor]) -> None:
+        index = state.step_index - 1  # transitions taken before this one
         if index >= num_warmup:
             acceptance.append(float(info["acceptance_rate"]))
         if index >= num_warmup and (index - num_warmup + 1) % thin == 0:
@@ -144,6 +145,8 @@ def _mala(whitened: WhitenedTarget, u: Tensor, num_warmup: int, num_steps: int,
         if progress and (index + 1) % max(1, total // 10) == 0:
             print(f"  {label}: step {index + 1}/{total}, step size "
                   f"{float(info['step_size']):.3g}", file=sys.stderr, flush=True)
+
+    state = drive_chain(sampler, whitened, u, total, generator, on_step=record)
     return np.stack(kept, axis=1), acceptance, float(state.log_step_size.exp())
 
 

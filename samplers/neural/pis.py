@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from samplers.base import ChainState, NeuralSampler, TrainingCallback, build_params
+from samplers.base import ChainState, NeuralSampler, TrainingCallback, build_params, drive_chain
 from samplers.neural.networks import MLP
 from samplers.neural.training import INITIAL_LAW_DRAWS, check_choice
 from targets.base import Target
@@ -400,10 +400,8 @@ class PIS(NeuralSampler):
             raise ValueError("pis with parameterisation 'score' samples with target scores: "
                              "pass target=")
         steps = int(num_steps or self.params.num_train_steps)
-        state = self.init(target, self.initial_positions(target, n, generator), steps)
-        for _ in range(steps):
-            state, _ = self.step(target, state, generator)
-        return self.finalize(target, state)
+        x0 = self.initial_positions(target, n, generator)
+        return self.finalize(target, drive_chain(self, target, x0, steps, generator))
 
     def draw(self, n: int, generator: torch.Generator, target: Target) -> Tensor:
         """Training-curve samples: the chain at the training discretisation."""

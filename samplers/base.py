@@ -7,9 +7,11 @@ at the current positions, so ``init`` evaluates the target once and each ``step`
 ``K`` transitions cost ``K + 1`` target evaluations per particle. Kernels own no loops,
 progress bars or timers; the driver (the harness, or :func:`run_chain` in tests) does.
 
-**Neural implicit samplers** (DFT-NS, KL-NS, Fisher-NS) are trained once,
-``train(target, num_iterations, generator, callback) -> history``, and then draw samples with
-one generator forward pass, ``sample(n, generator)``, costing 0 target evaluations.
+**Neural samplers** (DFT-NS, KL-NS, Fisher-NS, PIS) are trained once, with the same shape:
+``init_training(target, num_iterations, generator) -> state`` and ``train_step(target, state,
+generator) -> (state, losses)``, driven by :func:`run_training`, which owns the loop, timers,
+ledger and deadline. They then draw samples with one generator forward pass,
+``sample(n, generator)``, costing 0 target evaluations (PIS: a chain of ``K`` steps).
 
 Hyper-parameters are a frozen dataclass per sampler (``Params``); ``Sampler(**overrides)``
 rejects unknown keys with a one-line error listing the valid ones.
@@ -18,14 +20,18 @@ rejects unknown keys with a one-line error listing the valid ones.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import math
+import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from targets.base import Target
 
@@ -170,26 +176,88 @@ def run_chain(sampler: IterativeSampler, target: Target, n: int, num_steps: int,
 
 
 #: ``callback(iteration, sampler) -> {metric: value}``, called every ``log_every`` iterations by
-#: neural samplers during training; the harness uses it to log e.g. KSD on a fixed batch.
+#: the training driver; the harness uses it to log e.g. KSD on a fixed batch.
 TrainingCallback = Callable[[int, "NeuralSampler"], Mapping[str, float]]
+
+
+@dataclass(kw_only=True)
+class TrainingState:
+    """State of a neural sampler's training run (samplers subclass it with their optimisers).
+
+    Attributes:
+        iteration: outer iterations taken so far.
+        num_iterations: the most the run may take (schedules read it).
+        stop: set by the sampler's own stopping rule (e.g. a plateau of a held-out monitor);
+            the driver ends the run after this iteration.
+        checks: values measured on held-out data at *this* iteration (empty on others), logged
+            as they are rather than averaged over a window.
+    """
+
+    iteration: int = 0
+    num_iterations: int
+    stop: bool = False
+    checks: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class NeuralSampler(Sampler):
     """A trained generator ``x = g_theta(z)``: train once, then sample in one forward pass.
 
+    Training has the shape of a chain: ``init_training`` builds the networks and optimisers
+    into a :class:`TrainingState`, ``train_step`` takes one outer iteration and
+    ``finish_training`` installs the weights to sample with. The driver
+    (:func:`run_training`) owns the loop, the progress bar, the timers, the logging windows,
+    the callbacks, the divergence cut-off and any deadline, and writes :attr:`ledger`.
+
     A neural sampler with a *step axis* (``step_axis = True``, e.g. PIS) is trained once and
     then sampled as an explicit chain of ``K`` steps (``initial_positions`` / ``init`` /
     ``step`` / ``finalize``, the iterative interface), so its matrix budgets are step counts
     of the same trained network and the harness drives and counts its sampling like a chain.
+
+    Attributes:
+        ledger: the last training's cost, written by :func:`run_training`:
+            ``train_iterations``, ``train_seconds`` (callback time excluded),
+            ``callback_seconds``, ``diverged_iteration`` if its losses became non-finite, and
+            the sampler's own entries from :meth:`finish_training`. Target evaluations and
+            HVPs are counted by the caller's ``CountingTarget``.
     """
 
     kind: ClassVar[str] = "neural"
     step_axis: ClassVar[bool] = False
 
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self.ledger: dict[str, float] = {}
+
     @abc.abstractmethod
-    def train(self, target: Target, num_iterations: int, generator: torch.Generator,
+    def init_training(self, target: Target, num_iterations: int,
+                      generator: torch.Generator) -> TrainingState:
+        """Fresh networks on the target's device and dtype, their optimisers; no step yet."""
+
+    @abc.abstractmethod
+    def train_step(self, target: Target, state: TrainingState, generator: torch.Generator
+                   ) -> tuple[TrainingState, dict[str, Tensor]]:
+        """One outer iteration; advances ``state.iteration``.
+
+        Returns the state and this iteration's losses and monitors ``{name: 0-d tensor}``,
+        detached: the driver averages them over each logging window (on the device, so only
+        logging iterations synchronise) and ends training when one becomes non-finite.
+        """
+
+    def finish_training(self, target: Target, state: TrainingState) -> dict[str, float]:
+        """Install the weights to sample with (e.g. their moving average); extra ledger
+        entries. Nothing by default."""
+        return {}
+
+    def sampling_weights(self, state: TrainingState) -> contextlib.AbstractContextManager:
+        """During training, the weights callbacks and monitors should see (default: the
+        live ones)."""
+        return contextlib.nullcontext()
+
+    def train(self, target: Target, num_iterations: int | None = None,
+              generator: torch.Generator | None = None,
               callback: TrainingCallback | None = None, progress: bool = False) -> list[dict]:
-        """Train against ``target``; returns the history, rows ``{iteration, metric, value}``."""
+        """:func:`run_training`: train against ``target``; the history rows."""
+        return run_training(self, target, generator, num_iterations, callback, progress)
 
     @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
@@ -210,3 +278,94 @@ class NeuralSampler(Sampler):
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued kernels so wall-clock times are real (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_training(sampler: NeuralSampler, target: Target, generator: torch.Generator | None,
+                 num_iterations: int | None = None, callback: TrainingCallback | None = None,
+                 progress: bool = False,
+                 before_step: Callable[[], None] | None = None) -> list[dict]:
+    """The one training loop of every neural sampler; writes ``sampler.ledger``.
+
+    Args:
+        sampler: the sampler; its ``params`` give ``num_iterations`` (when the argument is
+            ``None``) and ``log_every``.
+        target: the target (wrap it in ``CountingTarget`` to count NFE and HVPs).
+        generator: the only source of randomness (weights, latents, noise, probes).
+        num_iterations: the most outer iterations; ``0`` only builds the untrained networks.
+        callback: ``callback(iteration, sampler) -> {metric: value}`` every ``log_every``
+            iterations and at the last, run under :meth:`NeuralSampler.sampling_weights`; its
+            time is excluded from ``train_seconds``.
+        progress: a tqdm bar (only on an interactive terminal).
+        before_step: called before every iteration; it may raise to end training (the
+            harness's cell deadline).
+
+    Returns:
+        History rows ``{"iteration": i, "metric": name, "value": float}`` at every
+        ``log_every``-th iteration, at the last, and at iterations with held-out checks: each
+        loss averaged over the iterations since the previous row, the checks, the training
+        seconds so far (the time-to-quality axis) and the callback's metrics.
+    """
+    if generator is None:
+        raise ValueError("training needs a torch.Generator on the target's device")
+    params = sampler.params
+    num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
+    log_every = int(params.log_every)
+    device = torch.device(target.device)
+    state = sampler.init_training(target, num_iterations, generator)
+    history: list[dict] = []
+    sums: dict[str, Tensor] = {}
+    window = 0
+    callback_seconds = 0.0
+    ledger: dict[str, float] = {"train_iterations": 0, "train_seconds": 0.0,
+                                "callback_seconds": 0.0}
+    bar = tqdm(total=num_iterations, desc=f"train {sampler.name}", leave=False,
+               disable=not (progress and sys.stderr.isatty()))
+    _synchronize(device)
+    start = time.perf_counter()
+    while state.iteration < num_iterations and not state.stop:
+        if before_step is not None:
+            before_step()
+        state, losses = sampler.train_step(target, state, generator)
+        bar.update()
+        for key, value in losses.items():
+            sums[key] = sums[key] + value if key in sums else value
+        window += 1
+        iteration = state.iteration
+        scheduled = iteration % log_every == 0 or iteration == num_iterations or state.stop
+        if not (scheduled or state.checks):
+            continue
+        values = {key: float(total.item()) / window for key, total in sums.items()}
+        sums, window = {}, 0
+        values.update(state.checks)
+        values["train_seconds"] = time.perf_counter() - start - callback_seconds
+        if callback is not None and scheduled:
+            tick = time.perf_counter()
+            with sampler.sampling_weights(state):
+                values.update({key: float(value)
+                               for key, value in callback(iteration, sampler).items()})
+            callback_seconds += time.perf_counter() - tick
+        history.extend({"iteration": iteration, "metric": key, "value": value}
+                       for key, value in values.items())
+        if losses:
+            first = next(iter(losses))
+            bar.set_postfix({first: f"{values[first]:.3g}"}, refresh=False)
+        ledger["train_iterations"] = iteration
+        if not all(math.isfinite(values[key]) for key in losses):
+            # Training has diverged; further steps only propagate NaNs. The harness sees
+            # non-finite samples and records the cell as diverged.
+            ledger["diverged_iteration"] = iteration
+            break
+    bar.close()
+    ledger["train_iterations"] = state.iteration
+    ledger.update(sampler.finish_training(target, state))
+    _synchronize(device)
+    ledger["train_seconds"] = time.perf_counter() - start - callback_seconds
+    ledger["callback_seconds"] = callback_seconds
+    sampler.ledger = ledger
+    return history

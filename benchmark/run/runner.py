@@ -8,7 +8,9 @@ for identities and seeds), :func:`run_cell`
 * samples ``n`` points at the budget through :class:`targets.counting.CountingTarget`, timing
   with device synchronisation after a warm-up;
 * evaluates each metric of the matrix with :func:`evaluate_samples` — the one function that
-  ``evaluate`` also uses to recompute metrics from stored samples;
+  ``evaluate`` also uses to recompute metrics from stored samples; metrics of the chain itself
+  (``ess``) also get the chain trace, recorded during sampling only when such a metric is asked
+  for and only for Markov-chain samplers (:mod:`benchmark.metrics.ess`);
 * returns a :class:`~benchmark.run.results.CellResult`: one row per metric with the
   provenance columns of :data:`benchmark.schema.COLUMNS`, the samples if asked for, and the
   training history.
@@ -18,7 +20,7 @@ for identities and seeds), :func:`run_cell`
 :class:`~benchmark.plan.plan.Plan` in order in this process, writing each as it finishes.
 
 Cell time limit: with ``timeout`` seconds, a :class:`benchmark.run.deadline.Deadline` is checked
-between sampler steps, at every target evaluation during training and before each metric; a
+between sampler steps, between training iterations and before each metric; a
 cell past it is stored ``failed`` with reason ``timeout: exceeded N s``. A single step is never
 interrupted (see :mod:`benchmark.run.deadline`).
 """
@@ -39,6 +41,14 @@ import torch
 from torch import Tensor
 
 from benchmark.metrics.base import MetricContext
+from benchmark.metrics.ess import (
+    NO_TRACE_STORED,
+    ChainTrace,
+    TraceRecorder,
+    iid_trace,
+    no_trace_reason,
+)
+from benchmark.metrics.info import needs_trace
 from benchmark.metrics.registry import METRICS, supported_metrics
 from benchmark.plan.cells import (
     Cell,
@@ -50,11 +60,11 @@ from benchmark.plan.cells import (
     pin_provenance,
 )
 from benchmark.plan.plan import Plan
-from benchmark.run.deadline import CellTimeout, Deadline, DeadlineTarget
+from benchmark.run.deadline import CellTimeout, Deadline
 from benchmark.run.results import CellResult, write_result
 from benchmark.schema import REFERENCE_LABEL
 from benchmark.store import ResultsStore
-from samplers.base import IterativeSampler, NeuralSampler, drive_chain
+from samplers.base import IterativeSampler, NeuralSampler, drive_chain, run_training
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 from targets.precision import exact_float32
@@ -100,12 +110,15 @@ def absurd_samples(samples: Tensor, reference: Tensor) -> Tensor:
 
 def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *, n: int,
                      reference_seed: int, target_label: str,
-                     deadline: Deadline | None = None) -> tuple[str, list[dict]]:
+                     deadline: Deadline | None = None, trace: ChainTrace | None = None,
+                     no_trace: str = NO_TRACE_STORED) -> tuple[str, list[dict]]:
     """Status and metric rows of one cell's samples.
 
     Every metric gets the same fresh context: reference samples drawn with ``reference_seed``
     and a generator seeded ``reference_seed + 1``. So a metric's value does not depend on which
     other metrics are evaluated, and recomputing any subset from stored samples reproduces it.
+    Metrics of the chain (``sampler_requires = {"trace"}``, e.g. ``ess``) also get the run's
+    trace; without one they are NaN with the reason ``not applicable: <no_trace>``.
 
     Args:
         samples: ``(n, dim)``, moved to the target's device and dtype first.
@@ -115,6 +128,8 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
         reference_seed: :attr:`Cell.reference_seed`.
         target_label: the target's label, for the reason of inapplicable metrics.
         deadline: checked before each metric.
+        trace: the run's chain trace (:class:`benchmark.metrics.ess.ChainTrace`), if recorded.
+        no_trace: why there is no trace (the default: samples read back from a store).
 
     Returns:
         ``("ok" | "diverged", rows)`` with rows ``{metric, value, reason, metric_seconds}``.
@@ -147,11 +162,15 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
             missing = METRICS[metric].requires - target.provides
             reason = (f"not applicable: target '{target_label}' does not provide "
                       f"{', '.join(sorted(missing))}")
+        elif "trace" in METRICS[metric].sampler_requires and trace is None:
+            reason = f"not applicable: {no_trace}"
         else:
             if deadline is not None:
                 deadline.check()
             context = MetricContext(reference=reference,
-                                    generator=make_generator(reference_seed + 1, target.device))
+                                    generator=make_generator(reference_seed + 1, target.device),
+                                    trace=None if trace is None else trace.positions,
+                                    trace_nfe=None if trace is None else trace.nfe)
             try:
                 value, seconds = timed(
                     lambda m=metric, c=context: METRICS[m](samples, target, c), target.device)
@@ -167,7 +186,10 @@ def evaluate_samples(samples: Tensor, target: Target, metrics: Sequence[str], *,
 
 # -- sampling ----------------------------------------------------------------------------------
 def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
-                      generator: torch.Generator, deadline: Deadline) -> tuple[Tensor, dict]:
+                      generator: torch.Generator, deadline: Deadline,
+                      trace: TraceRecorder | None = None) -> tuple[Tensor, dict]:
+    """Samples and costs of ``cell.budget`` transitions of ``cell.n`` chains; ``trace``, when
+    given, records the chain trace of the run (only when a metric of the cell needs it)."""
     device = target.device
     # Warm-up on a few throwaway chains (uncounted): first-call allocations, kernels, caches.
     warm = make_generator(0, device)
@@ -176,11 +198,16 @@ def _sample_iterative(cell: Cell, sampler: IterativeSampler, target: Target,
 
     counting = CountingTarget(target)
 
-    def chain() -> Tensor:
+    def on_step(state, info) -> None:
         # The deadline is checked after every transition (~100 ns: invisible next to a step).
+        deadline.check()
+        if trace is not None:
+            trace.record(state, counting)
+
+    def chain() -> Tensor:
         state = drive_chain(sampler, counting,
                             sampler.initial_positions(counting, cell.n, generator), cell.budget,
-                            generator, on_step=lambda state, info: deadline.check())
+                            generator, on_step=on_step)
         samples = sampler.finalize(counting, state)
         if not cell.denoise:
             return samples
@@ -270,17 +297,15 @@ def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path
         sampler.load_state_dict(payload["state"])
         return dict(payload["ledger"]), payload.get("history")
     counting = CountingTarget(target)
-    watched = counting if deadline.seconds is None else DeadlineTarget(counting, deadline)
     generator = make_generator(cell.cell_seed, target.device)
-    callback = _training_callback(cell, target)
-    history, seconds = timed(
-        lambda: sampler.train(watched, sampler.params.num_iterations, generator,
-                              callback=callback, progress=progress), target.device)
-    # The sampler's own ledger excludes the callback's evaluation time when it keeps one.
-    own = getattr(sampler, "ledger", {})
+    # The driver checks the deadline before every iteration, so a cell overruns its limit by
+    # at most one training iteration.
+    history = run_training(sampler, counting, generator, sampler.params.num_iterations,
+                           callback=_training_callback(cell, target), progress=progress,
+                           before_step=deadline.check if deadline.seconds is not None else None)
     ledger = {"train_nfe": counting.num_evaluations, "train_hvp": counting.num_hvp,
-              "train_iterations": own.get("train_iterations", sampler.params.num_iterations),
-              "train_seconds": own.get("train_seconds", seconds)}
+              "train_iterations": sampler.ledger["train_iterations"],
+              "train_seconds": sampler.ledger["train_seconds"]}
     rows = [{"train_key": cell.train_key, "target": cell.target.label,
              "sampler": cell.sampler_label, "params": canonical_json(cell.params),
              "seed": cell.seed, **row} for row in history]
@@ -401,19 +426,29 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
             # with its own floor (Metric.floor) computes it; for the others the floor does not
             # exist, which is not a failure of the run.
             return CellResult(_own_floor_rows(cell, target, generator))
+        trace, no_trace = None, ""
         if cell.sampler is None:
             samples, seconds = timed(lambda: target.sample(cell.n, generator), target.device)
             costs = {"nfe": 0.0, "sample_seconds": seconds}
+            if needs_trace(cell.metrics):  # the floor of ESS: i.i.d. exact draws, after samples
+                trace = iid_trace(target, cell.n, generator)
         else:
             sampler = build_sampler(cell.sampler, cell.params)
+            # The chain trace only when a metric needs it, and only of Markov chains.
+            no_trace = no_trace_reason(sampler.name, sampler.kind, sampler.params) or ""
+            recorder = (TraceRecorder(cell.n, cell.budget)
+                        if needs_trace(cell.metrics) and not no_trace else None)
             if sampler.kind == "neural":
                 samples, costs, history = _sample_neural(cell, sampler, target, generator,
                                                          Path(cache_dir), deadline, progress)
             else:
-                samples, costs = _sample_iterative(cell, sampler, target, generator, deadline)
+                samples, costs = _sample_iterative(cell, sampler, target, generator, deadline,
+                                                   recorder)
+            trace = recorder.result() if recorder is not None else None
         status, evaluated = evaluate_samples(samples, target, cell.metrics, n=cell.n,
                                              reference_seed=cell.reference_seed,
-                                             target_label=cell.target.label, deadline=deadline)
+                                             target_label=cell.target.label, deadline=deadline,
+                                             trace=trace, no_trace=no_trace)
     except Exception as error:  # a failing cell is a result, not a crash
         if os.environ.get("BENCHMARK_DEBUG"):
             traceback.print_exc()

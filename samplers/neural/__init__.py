@@ -1,4 +1,4 @@
-"""Neural implicit samplers: one shared training loop, three sampler-phase losses."""
+"""Neural implicit samplers: one shared training step, three sampler-phase losses."""
 
 from samplers.neural.dft import DFTNS, DFTParams
 from samplers.neural.fisher import FisherNS, FisherParams, divergence

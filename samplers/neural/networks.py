@@ -12,7 +12,9 @@ on the meta device, drawn on the CPU, then copied to the requested device and dt
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -264,3 +266,21 @@ class ConvScoreNet(nn.Module):
             h = nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")
             h = act(conv(act(reduce(h)) + skips.pop()))
         return self.output_scale * self.head(h).reshape(x.shape[0], -1)
+
+
+@contextlib.contextmanager
+def swapped_weights(module: nn.Module, weights: list[Tensor] | None) -> Iterator[None]:
+    """``weights`` (one tensor per parameter of ``module``, e.g. their moving average) in
+    ``module`` while inside, the live weights restored after; a no-op for ``None``."""
+    if weights is None:
+        yield
+        return
+    live = list(module.parameters())
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in live]
+        torch._foreach_copy_(live, weights)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(live, saved)

@@ -35,18 +35,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from samplers.base import ChainState, NeuralSampler, TrainingCallback, build_params, drive_chain
-from samplers.neural.networks import MLP
+from samplers.base import ChainState, NeuralSampler, TrainingState, build_params, drive_chain
+from samplers.neural.networks import MLP, swapped_weights
 from samplers.neural.training import INITIAL_LAW_DRAWS, check_choice
 from targets.base import Target
 
@@ -169,6 +165,14 @@ class PISState(ChainState):
     """
 
 
+@dataclass(kw_only=True)
+class PISTrainingState(TrainingState):
+    """Training state of PIS: the Adam optimiser and the EMA of the control's weights."""
+
+    optimizer: torch.optim.Optimizer
+    ema: list[Tensor] | None
+
+
 class PIS(NeuralSampler):
     """Path Integral Sampler: trained once, sampled at any number of Euler-Maruyama steps.
 
@@ -196,7 +200,6 @@ class PIS(NeuralSampler):
         self.start: Tensor | None = None
         self.sigma: float | None = None
         self.dim: int | None = None
-        self.ledger: dict[str, float] = {}
 
     # -- networks -------------------------------------------------------------------------
     def build(self, dim: int, start: Tensor, sigma: float, device: torch.device,
@@ -268,19 +271,11 @@ class PIS(NeuralSampler):
         return loss, (loss.detach() + martingale)
 
     # -- training -------------------------------------------------------------------------
-    def train(self, target: Target, num_iterations: int | None = None,
-              generator: torch.Generator | None = None,
-              callback: TrainingCallback | None = None, progress: bool = False) -> list[dict]:
-        """Fit the control by Adam on the path loss; see :class:`PISParams` for the settings.
-
-        History rows (every ``log_every`` iterations and at the last): ``path_loss`` (mean
-        over the window; an upper bound on ``-log Z`` up to discretisation), ``train_seconds``
-        and the callback's metrics (evaluated with the averaged weights).
-        """
-        if generator is None:
-            raise ValueError("train() needs a torch.Generator on the target's device")
+    def init_training(self, target: Target, num_iterations: int,
+                      generator: torch.Generator) -> PISTrainingState:
+        """The control network (start point and ``sigma`` from the target's initial law), its
+        Adam optimiser and the EMA copy; see :class:`PISParams` for the settings."""
         params = self.params
-        num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
         draws = target.initial_positions(INITIAL_LAW_DRAWS, generator)
         sigma = (params.sigma if params.sigma is not None
                  else float(draws.std(dim=0).mean()))
@@ -289,72 +284,47 @@ class PIS(NeuralSampler):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=params.lr)
         average = ([p.detach().clone() for p in self.net.parameters()]
                    if params.ema_decay > 0 else None)
-        history: list[dict] = []
-        window, total, callback_seconds = 0, 0.0, 0.0
-        self.ledger = {"train_iterations": 0, "train_seconds": 0.0, "callback_seconds": 0.0}
-        start = time.perf_counter()
-        bar = tqdm(range(num_iterations), desc="train pis", leave=False,
-                   disable=not (progress and sys.stderr.isatty()))
-        for index in bar:
-            warm = (min(1.0, (index + 1) / params.warmup_iterations)
-                    if params.warmup_iterations else 1.0)
-            decay = 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * index / max(1, num_iterations)))
-            for group in optimizer.param_groups:
-                group["lr"] = params.lr * warm * decay
-            loss, _ = self.path_loss(target, params.batch_size, params.num_train_steps,
-                                     generator)
-            objective = loss.mean()
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), params.grad_clip)
-            optimizer.step()
-            if average is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(average, list(self.net.parameters()),
-                                         1.0 - params.ema_decay)
-            total += float(objective.detach())
-            window += 1
-            iteration = index + 1
-            if iteration % params.log_every == 0 or iteration == num_iterations:
-                values = {"path_loss": total / window,
-                          "train_seconds": time.perf_counter() - start - callback_seconds}
-                total, window = 0.0, 0
-                if callback is not None:
-                    tick = time.perf_counter()
-                    with self._weights(average):
-                        values.update({k: float(v) for k, v in callback(iteration, self).items()})
-                    callback_seconds += time.perf_counter() - tick
-                history.extend({"iteration": iteration, "metric": key, "value": value}
-                               for key, value in values.items())
-                self.ledger["train_iterations"] = iteration
-                if not math.isfinite(values["path_loss"]):
-                    self.ledger["diverged_iteration"] = iteration
-                    break
-        if average is not None:
-            with torch.no_grad():
-                torch._foreach_copy_(list(self.net.parameters()), average)
-        self.ledger["train_iterations"] = min(num_iterations,
-                                              self.ledger.get("diverged_iteration",
-                                                              num_iterations))
-        self.ledger["train_seconds"] = time.perf_counter() - start - callback_seconds
-        self.ledger["callback_seconds"] = callback_seconds
-        return history
+        return PISTrainingState(num_iterations=int(num_iterations), optimizer=optimizer,
+                                ema=average)
 
-    @contextlib.contextmanager
-    def _weights(self, average: list[Tensor] | None) -> Iterator[None]:
-        """The averaged weights in the network while inside (no-op without averaging)."""
-        if average is None:
-            yield
-            return
-        live = list(self.net.parameters())
-        with torch.no_grad():
-            saved = [p.detach().clone() for p in live]
-            torch._foreach_copy_(live, average)
-        try:
-            yield
-        finally:
+    def train_step(self, target: Target, state: PISTrainingState,
+                   generator: torch.Generator) -> tuple[PISTrainingState, dict[str, Tensor]]:
+        """One Adam step on the path loss of ``batch_size`` simulated paths.
+
+        Losses: ``path_loss`` (its batch mean, an upper bound on ``-log Z`` up to
+        discretisation), kept in float64 so window averages add exactly like Python floats.
+        """
+        params = self.params
+        index, num_iterations = state.iteration, state.num_iterations
+        warm = (min(1.0, (index + 1) / params.warmup_iterations)
+                if params.warmup_iterations else 1.0)
+        decay = 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * index / max(1, num_iterations)))
+        for group in state.optimizer.param_groups:
+            group["lr"] = params.lr * warm * decay
+        loss, _ = self.path_loss(target, params.batch_size, params.num_train_steps, generator)
+        objective = loss.mean()
+        state.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), params.grad_clip)
+        state.optimizer.step()
+        if state.ema is not None:
             with torch.no_grad():
-                torch._foreach_copy_(live, saved)
+                torch._foreach_lerp_(state.ema, list(self.net.parameters()),
+                                     1.0 - params.ema_decay)
+        state.iteration += 1
+        return state, {"path_loss": objective.detach().double()}
+
+    def finish_training(self, target: Target, state: PISTrainingState) -> dict[str, float]:
+        """The averaged weights become the trained control."""
+        if state.ema is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self.net.parameters()), state.ema)
+            state.ema = None
+        return {}
+
+    def sampling_weights(self, state: PISTrainingState) -> contextlib.AbstractContextManager:
+        """The averaged weights in the network while inside (no-op without averaging)."""
+        return swapped_weights(self.net, state.ema)
 
     # -- sampling: an explicit chain the harness drives (the step axis) -------------------
     def initial_positions(self, target: Target, n: int, generator: torch.Generator) -> Tensor:

@@ -1,4 +1,4 @@
-"""The one training loop shared by every neural implicit sampler (DFT-NS, KL-NS, Fisher-NS).
+"""The training step shared by every neural implicit sampler (DFT-NS, KL-NS, Fisher-NS).
 
 A neural implicit sampler is a generator ``x = g_theta(z)``, ``z ~ N(0, I_{d_z})``, trained
 against a target known up to its normaliser. Its own score is unknown, so an auxiliary score
@@ -20,8 +20,6 @@ import abc
 import contextlib
 import dataclasses
 import math
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +27,17 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from samplers.base import NeuralSampler, TrainingCallback, build_params
+from samplers.base import NeuralSampler, TrainingState, build_params
 from samplers.neural.monitor import PlateauRule, imq_ksd
-from samplers.neural.networks import ACTIVATIONS, MLP, ConvGenerator, ConvScoreNet, ResidualMLP
+from samplers.neural.networks import (
+    ACTIVATIONS,
+    MLP,
+    ConvGenerator,
+    ConvScoreNet,
+    ResidualMLP,
+    swapped_weights,
+)
 from targets.base import Target
 
 #: ``sigma`` on a target that declares no ``length_scale`` (the CPU prototype's 2-D value).
@@ -208,14 +212,28 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
             parameter.requires_grad_(flag)
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so wall-clock times are real (no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(kw_only=True)
+class ImplicitTrainingState(TrainingState):
+    """Training state of a neural implicit sampler.
+
+    Attributes:
+        score_optimizer, sampler_optimizer: Adam over ``s_phi`` and ``g_theta``.
+        ema: the moving average of the generator weights (``None`` without EMA).
+        held_out: fixed ``(latents (m, d_z), noise (m, d))`` of the monitor, or ``None``.
+        rule: the plateau rule reading the monitor.
+        lr_scale: the product of the learning-rate decays so far.
+    """
+
+    score_optimizer: torch.optim.Optimizer
+    sampler_optimizer: torch.optim.Optimizer
+    ema: list[Tensor] | None
+    held_out: tuple[Tensor, Tensor] | None
+    rule: PlateauRule
+    lr_scale: float = 1.0
 
 
 class NeuralImplicitSampler(NeuralSampler):
-    """Base class: the networks, the shared training loop, sampling and checkpoints.
+    """Base class: the networks, the shared training step, sampling and checkpoints.
 
     Subclasses set ``name``/``Params`` and implement :meth:`surrogate`; DFT-NS also overrides
     :meth:`output_noise_scale` to return its noised output.
@@ -224,9 +242,7 @@ class NeuralImplicitSampler(NeuralSampler):
         generator_net: ``g_theta``, ``(n, d_z) -> (n, d)``; ``None`` before training.
         score_net: ``s_phi``, ``(n, d) -> (n, d)``; ``None`` before training.
         image_shape: the target's ``(C, H, W)`` when the networks are convolutional, else None.
-        ledger: training cost: ``train_iterations``, ``train_seconds`` (callback time excluded),
-            ``callback_seconds`` and, if the losses became non-finite, ``diverged_iteration``.
-            Target NFE and HVPs are counted by the caller's ``CountingTarget``.
+        ledger: see :class:`~samplers.base.NeuralSampler`; adds ``lr_decays``.
     """
 
     Params: ClassVar[type] = NeuralParams
@@ -239,7 +255,6 @@ class NeuralImplicitSampler(NeuralSampler):
         self.image_shape: tuple[int, int, int] | None = None
         # None until build_networks resolves it against the target (resolve_sigma).
         self.sigma: float | None = None if self.params.sigma is None else float(self.params.sigma)
-        self.ledger: dict[str, float] = {}
 
     # -- the one thing subclasses define --------------------------------------------------
     @abc.abstractmethod
@@ -340,139 +355,90 @@ class NeuralImplicitSampler(NeuralSampler):
         residual = sigma * self.score_net(x.detach() + sigma * noise) + noise
         return residual.square().sum(dim=-1).mean()
 
-    def train(self, target: Target, num_iterations: int | None = None,
-              generator: torch.Generator | None = None,
-              callback: TrainingCallback | None = None, progress: bool = False) -> list[dict]:
-        """Build fresh networks on the target's device/dtype and train them.
-
-        Args:
-            target: the target (wrap it in ``CountingTarget`` to count NFE and HVPs).
-            num_iterations: outer iterations; ``None`` uses ``params.num_iterations``; ``0``
-                only builds the (untrained) networks.
-            generator: the only source of randomness (weights, latents, noise, probes).
-            callback: ``callback(iteration, sampler) -> {metric: value}``, called every
-                ``log_every`` iterations; its time is excluded from ``train_seconds``.
-            progress: show a tqdm bar (only on an interactive terminal).
-
-        Returns:
-            History rows ``{"iteration": i, "metric": name, "value": float}``: at every
-            ``log_every``-th and at the last iteration, ``dsm_loss`` and each monitor averaged
-            over the iterations since the previous row, plus the callback's metrics.
-        """
-        if generator is None:
-            raise ValueError("train() needs a torch.Generator on the target's device")
+    def init_training(self, target: Target, num_iterations: int,
+                      generator: torch.Generator) -> ImplicitTrainingState:
+        """Fresh networks on the target's device/dtype, both optimisers, the EMA copy and the
+        held-out monitor batch (see :class:`NeuralParams` for every setting)."""
         params = self.params
-        num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
-        device = torch.device(target.device)
         # Only a residual generator reads the initial law, so other architectures draw exactly
         # the random numbers they drew before it existed (old configurations reproduce).
         initial_law = (target.initial_positions(INITIAL_LAW_DRAWS, generator)
                        if params.generator_architecture == "residual" else None)
-        self.build_networks(target.dim, device, target.dtype, generator,
+        self.build_networks(target.dim, torch.device(target.device), target.dtype, generator,
                             image_shape=target.image_shape,
                             initial_law=initial_law,
                             length_scale=target.length_scale)
         score_optimizer = torch.optim.Adam(self.score_net.parameters(), lr=params.score_lr)
         sampler_optimizer = torch.optim.Adam(self.generator_net.parameters(),
                                              lr=params.sampler_lr)
-        sampler_optimizer.param_groups[0]["base_lr"] = params.sampler_lr
-        for group in score_optimizer.param_groups:
-            group["base_lr"] = params.score_lr
-        n, dim, latent_dim = params.batch_size, self.dim, self.latent_dim
-        self._ema = ([p.detach().clone() for p in self.generator_net.parameters()]
-                     if params.ema_decay > 0 else None)
+        ema = ([p.detach().clone() for p in self.generator_net.parameters()]
+               if params.ema_decay > 0 else None)
         held_out = None
         if params.monitor_every > 0:  # drawn once: the monitor moves only with the weights
-            held_out = (self._draw(params.monitor_batch, latent_dim, generator),
-                        self._draw(params.monitor_batch, dim, generator))
+            held_out = (self._draw(params.monitor_batch, self.latent_dim, generator),
+                        self._draw(params.monitor_batch, self.dim, generator))
         rule = PlateauRule(patience=params.patience, decay_factor=params.lr_decay_factor,
                            max_decays=params.max_lr_decays)
-        lr_scale = 1.0
-        history: list[dict] = []
-        sums: dict[str, Tensor] = {}
-        window = 0
-        callback_seconds = 0.0
-        self.ledger = {"train_iterations": 0, "train_seconds": 0.0, "callback_seconds": 0.0}
-        bar = tqdm(range(num_iterations), desc=f"train {self.name}", leave=False,
-                   disable=not (progress and sys.stderr.isatty()))
-        _synchronize(device)
-        start = time.perf_counter()
-        # Warm start: fit s_phi to the initial generator before its first step, so the first
-        # sampler gradients (which decide where mass first flows) use a fitted score.
-        for _ in range(params.score_warmup if num_iterations else 0):
-            self._score_step(score_optimizer, n, latent_dim, dim, generator)
-        iteration = 0
-        for index in bar:
-            # Linear warm-up of both learning rates, times the plateau rule's decays.
-            warm = min(1.0, (index + 1) / params.warmup_iterations) if params.warmup_iterations \
-                else 1.0
-            for optimizer in (score_optimizer, sampler_optimizer):
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * warm * lr_scale
-            for _ in range(params.score_steps):
-                loss = self._score_step(score_optimizer, n, latent_dim, dim, generator)
-            monitors = {"dsm_loss": loss.detach()}
-            x = self.generator_net(self._draw(n, latent_dim, generator))
-            noise = self._draw(n, dim, generator)
-            with frozen(self.score_net) as score_net:
-                per_sample, extra = self.surrogate(x, noise, target, score_net,
-                                                   generator=generator)
-            sampler_optimizer.zero_grad(set_to_none=True)
-            per_sample.mean().backward()
-            sampler_optimizer.step()
-            if self._ema is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(self._ema, list(self.generator_net.parameters()),
-                                         1.0 - params.ema_decay)
-            # Accumulate on the device; only logging iterations synchronise (.item()).
-            monitors.update({key: value.detach().mean() for key, value in extra.items()})
-            for key, value in monitors.items():
-                sums[key] = sums[key] + value if key in sums else value
-            window += 1
-            iteration = index + 1
-            decision = "continue"
-            checked = held_out is not None and iteration % params.monitor_every == 0
-            if checked:
-                with self.sampling_weights():
-                    value = self._monitor(target, *held_out)
-                decision = rule.update(value)
-                if decision == "decay":
-                    lr_scale *= params.lr_decay_factor
-            last = iteration == num_iterations or decision == "stop"
-            if iteration % params.log_every == 0 or last or checked:
-                values = {key: float(total.item()) / window for key, total in sums.items()}
-                sums, window = {}, 0
-                if checked:
-                    values["monitor_ksd"] = value
-                # Training seconds so far (callbacks excluded): the time-to-quality x-axis.
-                values["train_seconds"] = time.perf_counter() - start - callback_seconds
-                if callback is not None and (iteration % params.log_every == 0 or last):
-                    tick = time.perf_counter()
-                    with self.sampling_weights():
-                        values.update({key: float(value)
-                                       for key, value in callback(iteration, self).items()})
-                    callback_seconds += time.perf_counter() - tick
-                history.extend({"iteration": iteration, "metric": key, "value": value}
-                               for key, value in values.items())
-                bar.set_postfix(dsm_loss=f"{values['dsm_loss']:.3g}", refresh=False)
-                self.ledger["train_iterations"] = iteration
-                if not all(math.isfinite(values[key]) for key in monitors):
-                    # Training has diverged; further steps only propagate NaNs. The harness
-                    # sees non-finite samples and records the cell as diverged.
-                    self.ledger["diverged_iteration"] = iteration
-                    break
-            if decision == "stop":
-                break
-        self.ledger["train_iterations"] = iteration
-        self.ledger["lr_decays"] = rule.decays
-        if self._ema is not None:  # the averaged weights are the trained sampler
+        return ImplicitTrainingState(num_iterations=int(num_iterations),
+                                     score_optimizer=score_optimizer,
+                                     sampler_optimizer=sampler_optimizer, ema=ema,
+                                     held_out=held_out, rule=rule)
+
+    def train_step(self, target: Target, state: ImplicitTrainingState,
+                   generator: torch.Generator) -> tuple[ImplicitTrainingState, dict[str, Tensor]]:
+        """One outer iteration: ``score_steps`` DSM steps, one sampler step, the EMA update
+        and, every ``monitor_every`` iterations, the held-out check of the plateau rule.
+
+        The first iteration starts with ``score_warmup`` DSM steps on the initial generator,
+        so the first sampler gradients (which decide where mass first flows) use a fitted
+        score.
+        """
+        params = self.params
+        n, dim, latent_dim = params.batch_size, self.dim, self.latent_dim
+        if state.iteration == 0:
+            for _ in range(params.score_warmup):
+                self._score_step(state.score_optimizer, n, latent_dim, dim, generator)
+        # Linear warm-up of both learning rates, times the plateau rule's decays.
+        warm = (min(1.0, (state.iteration + 1) / params.warmup_iterations)
+                if params.warmup_iterations else 1.0)
+        for optimizer, base in ((state.score_optimizer, params.score_lr),
+                                (state.sampler_optimizer, params.sampler_lr)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * warm * state.lr_scale
+        for _ in range(params.score_steps):
+            loss = self._score_step(state.score_optimizer, n, latent_dim, dim, generator)
+        losses = {"dsm_loss": loss}
+        x = self.generator_net(self._draw(n, latent_dim, generator))
+        noise = self._draw(n, dim, generator)
+        with frozen(self.score_net) as score_net:
+            per_sample, extra = self.surrogate(x, noise, target, score_net, generator=generator)
+        state.sampler_optimizer.zero_grad(set_to_none=True)
+        per_sample.mean().backward()
+        state.sampler_optimizer.step()
+        if state.ema is not None:
             with torch.no_grad():
-                torch._foreach_copy_(list(self.generator_net.parameters()), self._ema)
-            self._ema = None
-        _synchronize(device)
-        self.ledger["train_seconds"] = time.perf_counter() - start - callback_seconds
-        self.ledger["callback_seconds"] = callback_seconds
-        return history
+                torch._foreach_lerp_(state.ema, list(self.generator_net.parameters()),
+                                     1.0 - params.ema_decay)
+        losses.update({key: value.detach().mean() for key, value in extra.items()})
+        state.iteration += 1
+        state.checks = {}
+        if state.held_out is not None and state.iteration % params.monitor_every == 0:
+            with self.sampling_weights(state):
+                value = self._monitor(target, *state.held_out)
+            state.checks = {"monitor_ksd": value}
+            decision = state.rule.update(value)
+            if decision == "decay":
+                state.lr_scale *= params.lr_decay_factor
+            state.stop = decision == "stop"
+        return state, losses
+
+    def finish_training(self, target: Target, state: ImplicitTrainingState) -> dict[str, float]:
+        """The averaged weights become the trained sampler; the ledger gets ``lr_decays``."""
+        if state.ema is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self.generator_net.parameters()), state.ema)
+            state.ema = None
+        return {"lr_decays": state.rule.decays}
 
     def _score_step(self, optimizer: torch.optim.Optimizer, n: int, latent_dim: int, dim: int,
                     generator: torch.Generator) -> Tensor:
@@ -485,22 +451,10 @@ class NeuralImplicitSampler(NeuralSampler):
         optimizer.step()
         return loss.detach()
 
-    @contextlib.contextmanager
-    def sampling_weights(self) -> Iterator[None]:
-        """During training, swap the EMA weights into the generator (no-op without EMA)."""
-        ema = getattr(self, "_ema", None)
-        if ema is None:
-            yield
-            return
-        live = list(self.generator_net.parameters())
-        with torch.no_grad():
-            saved = [p.detach().clone() for p in live]
-            torch._foreach_copy_(live, ema)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(live, saved)
+    def sampling_weights(self, state: ImplicitTrainingState
+                         ) -> contextlib.AbstractContextManager:
+        """During training, the EMA weights in the generator (no-op without EMA)."""
+        return swapped_weights(self.generator_net, state.ema)
 
     @torch.no_grad()
     def _monitor(self, target: Target, latents: Tensor, noise: Tensor) -> float:

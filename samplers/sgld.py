@@ -80,10 +80,8 @@ class SGLD(IterativeSampler):
         return p.step_size * (1.0 + step_index / p.decay_steps) ** (-p.decay_exponent)
 
     def _score(self, target: Target, x: Tensor, generator: torch.Generator) -> Tensor:
-        minibatch = getattr(target, "minibatch_score", None)
-        if minibatch is None:
-            return target.score(x)
-        return minibatch(x, int(self.params.batch_size), generator)
+        # The exact score on a target without a data set (Target.minibatch_score).
+        return target.minibatch_score(x, int(self.params.batch_size), generator)
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> ChainState:
         """State at ``x`` ``(n, dim)``: one full score evaluation."""

@@ -73,6 +73,10 @@ class Target(abc.ABC):
     denoise_sigma: float | None = None
     #: ``(C, H, W)`` for image targets (convolutional networks and image metrics use it).
     image_shape: tuple[int, int, int] | None = None
+    #: ``N``, the data rows of a target whose log-density is a sum over rows (Bayesian
+    #: logistic regression); ``None`` without a data set. Such a target overrides
+    #: :meth:`minibatch_score`, and a minibatch of ``m`` rows costs ``m / N`` of an evaluation.
+    num_data: int | None = None
 
     @classmethod
     def unavailable_reason(cls, **params: Any) -> str | None:
@@ -121,6 +125,15 @@ class Target(abc.ABC):
         if not create_graph:
             log_prob = log_prob.detach()
         return log_prob, score
+
+    def minibatch_score(self, x: Tensor, batch_size: int, generator: torch.Generator,
+                        create_graph: bool = False) -> Tensor:
+        """An unbiased score estimate from ``batch_size`` data rows. ``(n, dim) -> (n, dim)``.
+
+        Targets without a data set (``num_data is None``) have nothing to subsample: the exact
+        score, drawing nothing from ``generator``.
+        """
+        return self.score(x, create_graph=create_graph)
 
     # -- what else the target offers ------------------------------------------------------
     @property

@@ -59,8 +59,8 @@ class CountingTarget:
                         create_graph: bool = False) -> Tensor:
         """A minibatch score (targets that have one, e.g. BLR): each row counts as the
         fraction ``batch_size / num_data`` of one evaluation, the share of the data it reads.
-        Targets without one give (and count) their exact score."""
-        if getattr(self.target, "minibatch_score", None) is None:
+        Targets without a data set give (and count) their exact score."""
+        if self.target.num_data is None:
             return self.score(x, create_graph=create_graph)
         fraction = min(1.0, int(batch_size) / self.target.num_data)
         self.num_evaluations += int(x.shape[0]) * fraction

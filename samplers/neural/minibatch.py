@@ -1,9 +1,9 @@
 """Neural samplers trained on minibatch target scores (large-N Bayesian models;
 docs/targets.md#minibatch-scores).
 
-A target with a ``minibatch_score(x, batch_size, generator, create_graph)`` method (Bayesian
-logistic regression) gives an unbiased estimate of its score from ``m`` of its ``N`` rows. The
-two losses use it differently:
+A target with a data set (``num_data``; Bayesian logistic regression) gives, through
+``minibatch_score(x, batch_size, generator, create_graph)``, an unbiased estimate of its score
+from ``m`` of its ``N`` rows. The two losses use it differently:
 
 * KL-NS's sampler loss is *linear* in ``s_q``, so one minibatch estimate keeps its gradient
   unbiased (:class:`KLNSMinibatch`).
@@ -12,7 +12,7 @@ two losses use it differently:
   independent minibatches for the two factors (``score_batches = "independent"``, unbiased);
   ``"shared"`` (one batch in both factors) is the biased variant, kept to measure the bias.
 
-Targets without ``minibatch_score`` (or with ``N <= batch size``) get their exact score, so
+Targets without a data set (or with ``N <= batch size``) get their exact score, so
 these samplers reduce to DFT-NS / KL-NS there. Separate registry entries, rather than new
 fields of :class:`DFTParams` / :class:`KLParams`, leave the resolved parameters (and so the
 stored cell identities) of the full-batch samplers unchanged.
@@ -34,12 +34,11 @@ from targets.base import Target
 
 def minibatch_score(target: Target, x: Tensor, batch_size: int,
                     generator: torch.Generator | None, create_graph: bool = False) -> Tensor:
-    """``target.minibatch_score`` when the target has one (and a generator is given), else the
-    exact score. ``(n, d) -> (n, d)``."""
-    method = getattr(target, "minibatch_score", None)
-    if method is None or generator is None:
+    """``target.minibatch_score`` (the exact score on a target without a data set); the exact
+    score when no generator is given. ``(n, d) -> (n, d)``."""
+    if generator is None:
         return target.score(x, create_graph=create_graph)
-    return method(x, int(batch_size), generator, create_graph=create_graph)
+    return target.minibatch_score(x, int(batch_size), generator, create_graph=create_graph)
 
 
 class _MinibatchView:
@@ -94,8 +93,8 @@ class DFTNSMinibatch(DFTNS):
                       generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         size = self.params.score_batch_size
         first = minibatch_score(target, x_noised, size, generator, create_graph=True)
-        exact = (getattr(target, "minibatch_score", None) is None
-                 or size >= getattr(target, "num_data", 0))  # N <= m: the exact score
+        # No data set, or N <= m: both factors are the exact score.
+        exact = target.num_data is None or size >= target.num_data
         if self.params.score_batches == "shared" or exact:
             return first, first
         return first, minibatch_score(target, x_noised, size, generator, create_graph=True)

@@ -89,14 +89,27 @@ def _budget_label(budget: float) -> str:
     return f"≤ {budget:g}"
 
 
-def matched_cost_table(rows: pd.DataFrame) -> str | None:
-    """The Markdown of both views (module docstring), or None without a quality metric."""
+def matched_cost_frame(rows: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
+    """The store's quality metric and its :func:`cost_frame`, or None without a quality metric
+    or without sampler cells for it.
+
+    The one source of both the table and the ``quality_vs_cost`` / ``quality_vs_seconds``
+    figures (:mod:`benchmark.report.plots_matched_cost`), so the figure's points are the
+    candidates the table chooses among.
+    """
     metric = quality_metric(rows)
     if metric is None:
         return None
     frame = cost_frame(rows, metric)
-    if frame.empty:
+    return None if frame.empty else (metric, frame)
+
+
+def matched_cost_table(rows: pd.DataFrame) -> str | None:
+    """The Markdown of both views (module docstring), or None without a quality metric."""
+    found = matched_cost_frame(rows)
+    if found is None:
         return None
+    metric, frame = found
     matrices = ", ".join(sorted(rows["matrix"].unique()))
     parts = []
     for column, budgets, unit in (("evaluations", EVALUATION_BUDGETS,
@@ -113,4 +126,4 @@ def matched_cost_table(rows: pd.DataFrame) -> str | None:
 
 
 __all__ = ["AMORTISED_OVER", "EVALUATION_BUDGETS", "SECONDS_BUDGETS", "TABLE_NAME",
-           "best_within", "cost_frame", "matched_cost_table"]
+           "best_within", "cost_frame", "matched_cost_frame", "matched_cost_table"]

@@ -12,6 +12,10 @@ The figures (docs/harness.md#figures), each written as PNG and PDF:
   ``dim`` parameter (:mod:`benchmark.report.plots_scaling`).
 * ``time_to_quality``: ground-truth quality vs wall-clock, neural training curves beside
   iterative budgets (:mod:`benchmark.report.time_to_quality`).
+* ``quality_vs_cost``, ``quality_vs_seconds``: the matched-cost table drawn — ground-truth
+  quality vs target evaluations per sample, and vs seconds per 1,000 samples; neural samplers
+  sampling-only (hollow) and with training amortised (filled)
+  (:mod:`benchmark.report.plots_matched_cost`).
 * ``frontier``: KSD vs wall-clock per target, one line per sampler across budgets; neural
   samplers twice, sampling only (filled) and amortised training + sampling (hollow); the
   reference floor as a horizontal line.
@@ -52,6 +56,7 @@ from benchmark.report.plots_common import (
     shared_legend,
 )
 from benchmark.report.plots_ebm import figure3, training_fid
+from benchmark.report.plots_matched_cost import quality_vs_cost, quality_vs_seconds
 from benchmark.report.plots_scaling import scaling
 from benchmark.report.plots_time_to_quality import time_to_quality_figure
 from benchmark.schema import REFERENCE_LABEL
@@ -251,6 +256,12 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
         FigureSpec("time_to_quality", "energy distance (FID for images) vs wall-clock: "
                    "iterative budgets, neural training curves", time_to_quality_figure),
+        FigureSpec("quality_vs_cost", "energy distance (FID for images) vs target "
+                   "evaluations per sample: the matched-cost view, neural samplers sampling-only "
+                   "and amortised", quality_vs_cost),
+        FigureSpec("quality_vs_seconds", "energy distance (FID for images) vs seconds per "
+                   "1,000 samples: the matched-cost view, neural samplers sampling-only and "
+                   "amortised", quality_vs_seconds),
         FigureSpec("training_blr", "BLR test accuracy and moment errors vs training "
                    "iteration (Figure 4; training histories)", training_blr),
         FigureSpec("fig3_ebm", "image EBMs: DFT-NS one step vs annealed Langevin 200 steps, "

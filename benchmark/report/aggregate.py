@@ -41,6 +41,22 @@ FLOOR_ROW = "reference (floor)"
 _NOT_APPLICABLE = "not applicable"
 
 
+def standard_error(std: pd.Series, count: pd.Series) -> pd.Series:
+    """The s.e. of a mean over seeds: sample s.d. / √count; NaN below two values (a single
+    seed has no spread to estimate). The one definition every table and figure uses."""
+    return (std / np.sqrt(count)).where(count > 1)
+
+
+def mean_se(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Per group of ``keys``: ``mean``, ``se`` (:func:`standard_error`) and ``count`` of the
+    finite values of column ``value`` (non-finite values are left out, as everywhere)."""
+    values = pd.to_numeric(frame[value], errors="coerce").astype(float)
+    finite = frame.assign(_value=values.where(np.isfinite(values)))
+    grouped = finite.groupby(keys, sort=True)["_value"].agg(["mean", "std", "count"])
+    grouped["se"] = standard_error(grouped["std"], grouped["count"])
+    return grouped.drop(columns="std")[["mean", "se", "count"]].reset_index()
+
+
 def natural_key(label: str) -> tuple:
     """Sort key that orders digit runs numerically: ``d10 < d50 < d100``, ``mog2 < mog2w``.
 
@@ -134,8 +150,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         num_failed=("is_failed", "sum"), n=("n", "max"), nfe=("nfe", "mean"),
         not_applicable=("is_not_applicable", "max"),
     ).reset_index()
-    summary["se"] = (summary["std"] / np.sqrt(summary["num_values"])).where(
-        summary["num_values"] > 1)
+    summary["se"] = standard_error(summary["std"], summary["num_values"])
     summary["not_applicable"] = summary["not_applicable"].astype(bool)
     is_floor = summary["sampler"].eq(REFERENCE_LABEL)
     floors = (summary[is_floor].groupby(["target", "metric"])[["mean", "se"]].mean()

@@ -42,7 +42,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.report.aggregate import aggregate, natural_key
+from benchmark.report.aggregate import aggregate, mean_se, natural_key
 from benchmark.report.plots_2d import FIG1_TARGETS, figure1
 from benchmark.report.plots_blr import training_blr
 from benchmark.report.plots_common import (
@@ -67,13 +67,6 @@ ABLATION_KEYS = ("sigma", "score_steps")
 PANEL = (3.2, 2.6)
 
 
-def _mean_se(values: pd.Series) -> pd.Series:
-    finite = values[np.isfinite(values)]
-    count = len(finite)
-    se = finite.std(ddof=1) / np.sqrt(count) if count > 1 else np.nan
-    return pd.Series({"mean": finite.mean() if count else np.nan, "se": se})
-
-
 def _targets(frame: pd.DataFrame) -> list[str]:
     return sorted(frame["target"].unique(), key=natural_key)
 
@@ -86,8 +79,7 @@ def training_ksd(data: PlotData) -> Figure:
     history["value"] = pd.to_numeric(history["value"], errors="coerce").astype(float)
     # KSD is >= 0; a zero or non-finite value (diverged evaluation) has no place on a log axis.
     history = history[history["value"] > 0]
-    curves = (history.groupby(["target", "sampler", "iteration"])["value"].apply(_mean_se)
-              .unstack().reset_index())
+    curves = mean_se(history, ["target", "sampler", "iteration"], "value")
     targets = _targets(curves)
     with figure_style():
         figure, axes = facet_grid(len(targets), PANEL)

@@ -10,11 +10,10 @@ per sampler label (DFT-NS drawn thicker), mean ± s.e. over seeds as a band (s.e
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.report.aggregate import natural_key
+from benchmark.report.aggregate import mean_se, natural_key
 from benchmark.report.plots_common import (
     DFT_PREFIX,
     MissingData,
@@ -43,13 +42,10 @@ def training_curves(history: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     Returns:
         Columns ``metric, target, sampler, iteration, mean, se, num_seeds``.
     """
-    frame = history[history["metric"].isin(metrics)].copy()
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
-    frame = frame[np.isfinite(frame["value"])]
-    grouped = frame.groupby(["metric", "target", "sampler", "iteration"])["value"]
-    curves = grouped.agg(mean="mean", std="std", num_seeds="count").reset_index()
-    curves["se"] = (curves["std"] / np.sqrt(curves["num_seeds"])).where(curves["num_seeds"] > 1)
-    return curves.drop(columns="std")
+    frame = history[history["metric"].isin(metrics)]
+    curves = mean_se(frame, ["metric", "target", "sampler", "iteration"], "value")
+    # Groups with no finite value at all have no curve point.
+    return curves[curves["count"] > 0].rename(columns={"count": "num_seeds"})
 
 
 def training_blr(data: PlotData) -> Figure:

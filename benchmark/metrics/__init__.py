@@ -8,7 +8,8 @@
   metric by name, and ``supported_metrics`` / ``evaluate_metric`` / ``reference_floor``;
 * the statistics themselves: :mod:`~benchmark.metrics.ksd` (and its fused kernel),
   :mod:`~benchmark.metrics.distances`, :mod:`~benchmark.metrics.transport`,
-  :mod:`~benchmark.metrics.modes`, :mod:`~benchmark.metrics.coverage`, and the families
+  :mod:`~benchmark.metrics.modes`, :mod:`~benchmark.metrics.coverage`,
+  :mod:`~benchmark.metrics.ess` (ESS per target evaluation of a chain trace), and the families
   :mod:`~benchmark.metrics.blr` and :mod:`~benchmark.metrics.images` (FID through
   :mod:`benchmark.fid`).
 

@@ -31,10 +31,17 @@ class MetricContext:
         reference: ``(n, dim)`` reference samples drawn for this evaluation, ``None`` if the
             target has no reference sampler.
         generator: for anything random inside a metric.
+        trace: ``(chains, draws, dim)`` chain trace of the run (positions of the first chains
+            after the kept transitions of its second half, on the CPU), for metrics with
+            ``sampler_requires = {"trace"}`` (:mod:`benchmark.metrics.ess`); ``None`` when
+            the sampler is not a Markov chain or no metric of the cell needs it.
+        trace_nfe: target evaluations per chain over the transitions the trace spans.
     """
 
     reference: Tensor | None
     generator: torch.Generator
+    trace: Tensor | None = None
+    trace_nfe: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,17 @@ IMAGES = frozenset({"images"})
 #: exact samples (the MFA image targets) do not need one and do not provide it.
 MCMC_REFERENCE = frozenset({"images", "mcmc_reference"})
 EXACT_IMAGES = frozenset({"images", "reference"})
+#: What the sampler's run must record besides its samples: the chain trace (the positions of
+#: the first chains after every transition of the run's second half), which the runner records
+#: only for Markov-chain samplers and only when a metric of the cell needs it
+#: (:mod:`benchmark.metrics.ess`).
+TRACE = frozenset({"trace"})
+NOTHING: frozenset[str] = frozenset()
+#: The chain trace's shape (its rationale: :mod:`benchmark.metrics.ess`): the first
+#: ``min(TRACE_CHAINS, n)`` chains, at most ``TRACE_DRAWS`` draws per chain. Declared here so
+#: that reports can state them without loading torch.
+TRACE_CHAINS = 32
+TRACE_DRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,10 @@ class MetricInfo:
             beating it usually means missed tails or modes
             (docs/metrics.md#below-floor-dagger); False for summaries such as mode weights,
             where a deterministic particle set can beat iid samples.
+        sampler_requires: what the cell's sampler run must provide besides its samples:
+            ``"trace"`` (:data:`TRACE`) for metrics of the chain itself (``ess``). Target
+            capabilities stay in ``requires``; a metric the sampler cannot serve gets NaN with
+            the reason (docs/metrics.md#effective-sample-size).
     """
 
     name: str
@@ -44,6 +59,7 @@ class MetricInfo:
     requires: frozenset[str]
     lower_is_better: bool = True
     flag_below_floor: bool = False
+    sampler_requires: frozenset[str] = NOTHING
 
 
 #: Every metric, in registry order (the order of ``list`` and of ``supported_metrics``).
@@ -60,6 +76,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
         MetricInfo("sliced_wasserstein", "Sliced W2", REFERENCE, flag_below_floor=True),
         MetricInfo("w2", "W2 (exact)", REFERENCE, flag_below_floor=True),
         MetricInfo("mmd", "MMD² (RBF, U)", REFERENCE),
+        # Chain efficiency of Markov-chain samplers (benchmark/metrics/ess.py)
+        MetricInfo("ess", "min ESS / evaluation", NOTHING, lower_is_better=False,
+                   sampler_requires=TRACE),
         # Bayesian logistic regression (benchmark/metrics/blr.py)
         MetricInfo("accuracy", "Test accuracy", PREDICTIVE, lower_is_better=False),
         MetricInfo("test_loglik", "Test log-likelihood", PREDICTIVE, lower_is_better=False),
@@ -75,10 +94,17 @@ METRIC_INFO: dict[str, MetricInfo] = {
 }
 
 
+def needs_trace(metrics) -> bool:
+    """Whether any of ``metrics`` (names; unknown ones ignored) needs the chain trace."""
+    return any("trace" in METRIC_INFO[name].sampler_requires
+               for name in metrics if name in METRIC_INFO)
+
+
 def lower_is_better(metric: str) -> bool | None:
     """Direction of a metric; ``None`` for a name outside :data:`METRIC_INFO`."""
     info = METRIC_INFO.get(metric)
     return None if info is None else info.lower_is_better
 
 
-__all__ = ["METRIC_INFO", "MetricInfo", "lower_is_better"]
+__all__ = ["METRIC_INFO", "TRACE", "TRACE_CHAINS", "TRACE_DRAWS", "MetricInfo", "lower_is_better",
+           "needs_trace"]

@@ -15,6 +15,7 @@ set of the same size), so tables can show the floor row at the evaluation ``n``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable
@@ -26,6 +27,13 @@ from benchmark.metrics.base import Metric, MetricContext, MetricRequirementError
 from benchmark.metrics.blr import BLR_METRICS
 from benchmark.metrics.coverage import entropic_mode_coverage
 from benchmark.metrics.distances import energy_distance
+from benchmark.metrics.ess import (
+    MIN_TRACE_DRAWS,
+    TRACE_CHAINS,
+    TRACE_DRAWS,
+    ess_per_evaluation,
+    iid_trace,
+)
 from benchmark.metrics.images import IMAGE_METRICS
 from benchmark.metrics.info import METRIC_INFO
 from benchmark.metrics.ksd import (
@@ -144,6 +152,15 @@ _CORE_METRICS: dict[str, Metric] = {
                      "pairwise distances of the reference samples (lower median; evenly strided "
                      "subsample of 2000 points when m > 2000)",
             _mmd_u),
+        Metric.declared(
+            "ess", f"min over coordinates of ArviZ bulk ESS (rank-normalised, split chains) of "
+                   f"the first min({TRACE_CHAINS}, n) chains over the second half of the run "
+                   f"(warm-up discarded; thinned to at most {TRACE_DRAWS} draws per chain, at "
+                   f"least {MIN_TRACE_DRAWS}), divided by chains x target evaluations per chain "
+                   f"over those transitions; Markov-chain samplers only (ula, mala, hmc, pt, "
+                   f"pyro_nuts), NaN with the reason for the others; floor: an i.i.d. trace of "
+                   f"exact samples charged one evaluation per draw",
+            ess_per_evaluation),
     )
 }
 
@@ -201,13 +218,16 @@ def evaluate_metric(name: str, samples: Tensor, target: Target, context: MetricC
             f"'{target.name}' does not provide")
     if "reference" in metric.requires and context.reference is None:
         raise MetricRequirementError(f"metric '{name}' needs reference samples in the context")
+    if "trace" in metric.sampler_requires and context.trace is None:
+        raise MetricRequirementError(f"metric '{name}' needs the chain trace of a Markov-chain "
+                                     f"sampler in the context")
     if samples.ndim != 2 or samples.shape[1] != target.dim:
         raise ValueError(f"samples must have shape (n, {target.dim}) for target "
                          f"'{target.name}', got {tuple(samples.shape)}")
     samples = samples.to(device=target.device, dtype=target.dtype)
     if context.reference is not None:
-        context = MetricContext(context.reference.to(device=target.device, dtype=target.dtype),
-                                context.generator)
+        context = dataclasses.replace(
+            context, reference=context.reference.to(device=target.device, dtype=target.dtype))
     return float(metric(samples, target, context))
 
 
@@ -216,8 +236,10 @@ def reference_floor(name: str, target: Target, n: int, generator: torch.Generato
     """The metric's noise floor: its value on ``n`` exact reference samples.
 
     Each repeat draws ``n`` samples from ``target.sample`` and, for metrics that need reference
-    samples, a second independent set of ``n`` as the context's reference. Everything is drawn
-    from ``generator`` in that order, so the floor is reproducible from its seed.
+    samples, a second independent set of ``n`` as the context's reference, and for metrics of
+    the chain trace (``ess``) an i.i.d. trace (:func:`benchmark.metrics.ess.iid_trace`).
+    Everything is drawn from ``generator`` in that order, so the floor is reproducible from
+    its seed.
 
     Args:
         name: a key of :data:`METRICS`.
@@ -240,7 +262,11 @@ def reference_floor(name: str, target: Target, n: int, generator: torch.Generato
     for _ in range(num_repeats):
         samples = target.sample(n, generator)
         reference = target.sample(n, generator) if "reference" in metric.requires else None
-        values.append(evaluate_metric(name, samples, target, MetricContext(reference, generator)))
+        context = MetricContext(reference, generator)
+        if "trace" in metric.sampler_requires:
+            trace = iid_trace(target, n, generator)
+            context = dataclasses.replace(context, trace=trace.positions, trace_nfe=trace.nfe)
+        values.append(evaluate_metric(name, samples, target, context))
     return statistics.fmean(values), statistics.stdev(values) if num_repeats > 1 else math.nan
 
 

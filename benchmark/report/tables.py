@@ -7,7 +7,8 @@ metric: rows are sampler@budget (by sampler label, then budget; the floor row
 the scaling table of a ``gaussian_d`` / ``funnel_d`` store. Each cell is mean ± standard error
 over seeds with the marks (bold best, † below floor) of :mod:`benchmark.report.aggregate`.
 
-:func:`write_tables` writes those, the summary tables (:mod:`benchmark.report.summary`), the
+:func:`write_tables` writes those (``ess`` in its own layout, :mod:`benchmark.report.ess`),
+the summary tables (:mod:`benchmark.report.summary`), the
 time-to-quality table (:mod:`benchmark.report.time_to_quality`), ``aggregate.csv`` and the list
 of planned cells not run yet.
 """
@@ -29,6 +30,8 @@ from benchmark.report.aggregate import (
     row_key,
     row_label,
 )
+from benchmark.report.ess import TABLE_NAME as ESS_TABLE
+from benchmark.report.ess import render_ess
 from benchmark.report.formatting import (
     TableStyle,
     cell_text,
@@ -47,6 +50,9 @@ ROW_INDEX = "sampler@budget"
 # summation order while keeping every digit a table shows.
 CSV_FLOAT_FORMAT = "%.12g"
 MISSING_FILE = "missing.md"
+#: Metrics with a layout of their own, written as ``<metric>.md`` / ``.tex`` in place of the
+#: per-metric layout: ``(rows, style) -> text``.
+OWN_LAYOUTS = {ESS_TABLE: render_ess}
 
 
 def _metric_summary(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -124,6 +130,9 @@ def caption(rows: pd.DataFrame, metric: str) -> str:
 def render(rows: pd.DataFrame, metric: str, style: TableStyle = "markdown") -> str:
     """Caption and table of one metric as a complete Markdown or LaTeX text (ends in a newline).
 
+    A metric of :data:`OWN_LAYOUTS` (``ess``: :mod:`benchmark.report.ess`) is rendered in its
+    own layout.
+
     Args:
         rows: result rows.
         metric: metric name.
@@ -132,6 +141,8 @@ def render(rows: pd.DataFrame, metric: str, style: TableStyle = "markdown") -> s
             :func:`benchmark.report.formatting.render_latex`; one row "(no applicable target)" when
             the metric applies to no target).
     """
+    if metric in OWN_LAYOUTS:
+        return OWN_LAYOUTS[metric](rows, style)
     table = metric_table(rows, metric, style)
     text = caption(rows, metric)
     if style == "markdown":

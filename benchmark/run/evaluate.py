@@ -8,6 +8,9 @@ with the cell's ``reference_seed``, so the evaluation reference set and metric g
 the runner's and a recomputed value equals the stored one exactly (same device, same code,
 float32 runs; a float64 run is re-evaluated from its float32 samples, so to float32 precision).
 
+Metrics of the chain trace (``ess``) cannot be recomputed, since stored samples keep no trace:
+by default they are left as stored; asked for by name they come back NaN with that reason.
+
 Recomputed rows keep the cell's identity and sampling costs (``nfe``, ``*_seconds`` of
 training and sampling) from the store; ``metric_seconds`` and the columns saying who computed
 the value (worker, threads, versions, git commit, timestamp) are the evaluation's.
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from benchmark.metrics.info import needs_trace
 from benchmark.plan.cells import build_target
 from benchmark.run.runner import evaluate_samples, runtime_provenance
 from benchmark.schema import COLUMNS
@@ -102,6 +106,10 @@ def evaluate_store(store: ResultsStore, metrics: Sequence[str] | None = None,
         if payload is None:
             yield EvaluatedCell(str(cell_id), stored, None, None)
             continue
-        wanted = list(metrics) if metrics else list(dict.fromkeys(stored["metric"]))
+        # By default not the metrics of the chain trace (ess): stored samples keep no trace,
+        # so recomputing would replace a stored value by NaN; asked for by name, they get
+        # NaN with that reason.
+        wanted = (list(metrics) if metrics else
+                  [m for m in dict.fromkeys(stored["metric"]) if not needs_trace([m])])
         yield EvaluatedCell(str(cell_id), stored,
                             evaluate_cell(stored, payload, wanted, device), payload)

@@ -87,8 +87,11 @@ def test_every_supported_metric_is_finite_on_exact_samples(target_name):
     if "reference" not in target.provides:
         pytest.skip(f"{target_name} has no reference sampler")
     x = target.sample(200, make_generator(0))
+    # Metrics of the chain (ess) read a trace: an i.i.d. one of 4 chains x 50 exact draws.
     context = MetricContext(reference=target.sample(200, make_generator(1)),
-                            generator=make_generator(2))
+                            generator=make_generator(2),
+                            trace=target.sample(200, make_generator(3)).reshape(4, 50, -1),
+                            trace_nfe=50.0)
     names = supported_metrics(target)
     assert "ksd" in names and "energy_distance" in names
     assert ("mode_weight_error" in names) == (target.modes() is not None)

@@ -12,8 +12,16 @@ from __future__ import annotations
 #: The sampler label of floor rows: the same metrics on exact reference samples (budget 0).
 REFERENCE_LABEL = "reference"
 
-#: Appended to the label of a sampler entry with ``denoise = true``.
+#: Appended to the label of a sampler entry with ``denoise = true`` so that tables tell the two
+#: twins apart. Code reads the ``denoise`` column, never the suffix; only rows stored before
+#: that column existed get it from their label (:meth:`benchmark.store.ResultsStore.load`).
 DENOISE_SUFFIX = "+dn"
+
+
+def denoised_label(label: str) -> str:
+    """The table label of ``label``'s entry with the final denoising step."""
+    return label if label.endswith(DENOISE_SUFFIX) else label + DENOISE_SUFFIX
+
 
 #: The fixed schema of a result row (docs/harness.md#row-schema). Order is the column order.
 COLUMNS: tuple[str, ...] = (
@@ -25,6 +33,7 @@ COLUMNS: tuple[str, ...] = (
     "sampler",          # sampler label (e.g. "dft_ns_partial"); "reference" for floor rows
     "sampler_name",     # registry name or import path
     "params",           # canonical JSON of the *resolved* sampler parameters
+    "denoise",          # True when the runner applied the final denoising step (matrix key)
     "budget",           # transitions (iterative) or generator passes (neural); 0 for floor rows
     "seed",             # the matrix-level seed of this replicate
     "cell_seed",        # the seed actually used, hashed from the cell's identity
@@ -48,6 +57,10 @@ COLUMNS: tuple[str, ...] = (
     "git_commit",
     "timestamp",        # ISO 8601 UTC, when the cell finished
 )
+
+#: Columns newer than the first stores: files without them still load (the store derives the
+#: value, see :meth:`benchmark.store.ResultsStore.load`), so no stored result is lost.
+ADDED_COLUMNS: frozenset[str] = frozenset({"denoise"})
 
 #: Columns read back as text whatever they look like (ids, hashes, labels, versions).
 TEXT_COLUMNS: frozenset[str] = frozenset({

@@ -35,7 +35,15 @@ from typing import IO, Any
 
 import pandas as pd
 
-from benchmark.schema import COLUMNS, HISTORY_COLUMNS, PLAN_COLUMNS, TEXT_COLUMNS, StoreFileError
+from benchmark.schema import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    DENOISE_SUFFIX,
+    HISTORY_COLUMNS,
+    PLAN_COLUMNS,
+    TEXT_COLUMNS,
+    StoreFileError,
+)
 
 #: Statuses of a cell file that count as finished; a ``failed`` cell is rerun on resume.
 FINISHED_STATUSES: frozenset[str] = frozenset({"ok", "diverged"})
@@ -148,9 +156,21 @@ class ResultsStore:
         _atomic_write_csv(self.history_dir / f"{train_key}.csv", frame)
 
     def load(self) -> pd.DataFrame:
-        """Every stored row, sorted deterministically (so tables do not depend on file order)."""
+        """Every stored row, sorted deterministically (so tables do not depend on file order).
+
+        Cell files written before the ``denoise`` column existed get it from their sampler
+        label, which then carried the flag as its ``DENOISE_SUFFIX`` (the only place the suffix
+        is read: every other reader uses the column).
+        """
         order = ["target", "sampler", "budget", "seed", "metric"]
-        return self._load(self.cells_dir, COLUMNS, order)
+        frame = self._load(self.cells_dir, COLUMNS, order)
+        flag = frame["denoise"] if "denoise" in frame.columns else pd.Series(
+            pd.NA, index=frame.index, dtype=object)
+        legacy = flag.isna()
+        flag = flag.where(~legacy, frame["sampler"].astype(str).str.endswith(DENOISE_SUFFIX))
+        frame = frame.drop(columns="denoise", errors="ignore")
+        frame.insert(COLUMNS.index("denoise"), "denoise", flag.astype(bool))
+        return frame
 
     def load_current(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The rows and training histories reports read: those of cells the recorded plans
@@ -241,7 +261,8 @@ def _checked_text(path: Path, columns: tuple[str, ...]) -> tuple[str, str]:
     if len({len(row) for row in rows}) > 1:
         raise StoreFileError(f"unreadable results file '{path}': rows with differing numbers "
                              f"of fields; {_HINT}")
-    missing = [column for column in columns if column not in rows[0]]
+    missing = [column for column in columns
+               if column not in rows[0] and column not in ADDED_COLUMNS]
     if missing:
         raise StoreFileError(f"unreadable results file '{path}': missing column(s) "
                              f"{', '.join(missing[:3])}; {_HINT}")

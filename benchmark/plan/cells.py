@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.plan.matrix import DTYPES, Matrix, SamplerSpec, TargetSpec, resolve
-from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL
+from benchmark.schema import REFERENCE_LABEL
 from samplers.base import IterativeSampler, NeuralSampler
 from targets.base import Target
 
@@ -188,11 +188,10 @@ class Cell:
     @property
     def cell_seed(self) -> int:
         # No budget here: common random numbers across budgets (see the module docstring).
-        # Nor the "+dn" suffix: a denoised cell draws exactly the samples of its undenoised
+        # Nor the denoising step: a denoised cell draws exactly the samples of its undenoised
         # twin before the final step (and trains the same network), so the pair is paired.
-        label = self.sampler_label
-        if self.denoise and label.endswith(DENOISE_SUFFIX):
-            label = label[: -len(DENOISE_SUFFIX)]
+        label = (self.sampler.twin_label or self.sampler.label) if self.sampler \
+            else REFERENCE_LABEL
         return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
                          label, self.params, self.seed)
 

@@ -52,7 +52,7 @@ import torch
 from benchmark.metrics.info import METRIC_INFO
 from benchmark.plan import plugins
 from benchmark.plan.plugins import describe, search_dirs_of
-from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL, MatrixError
+from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL, MatrixError, denoised_label
 
 #: The shipped matrices (``benchmark/matrices/*.toml``), by file stem.
 MATRIX_DIR = Path(__file__).parent.parent / "matrices"
@@ -85,6 +85,7 @@ class SamplerSpec:
     denoise: bool = False  # final Tweedie step x + sigma0^2 s(x) by the runner (+1 NFE at most)
     seeds: tuple[int, ...] | None = None  # a subset of the matrix's seeds; None: all of them
     plugin_dir: str | None = None  # folder an import-path sampler came from (plan.plugins)
+    twin_label: str = ""  # the label without the final denoising step ("" = label)
 
 
 @dataclass(frozen=True)
@@ -270,9 +271,11 @@ def _sampler_spec(where: str, entry: Any, registry: Mapping,
     if seeds is not None:
         seeds = _int_list(f"{where}.seeds", seeds, minimum=0)
     label = _safe_label(f"{where}.label", entry.get("label", entry["name"]))
-    if denoise and not label.endswith(DENOISE_SUFFIX):
-        label += DENOISE_SUFFIX
-    return SamplerSpec(label=label, name=entry["name"],
+    # The twin's label: what the entry is called without its final step (the user may have
+    # written the suffix already); its cells share random numbers and the trained network.
+    twin = label.removesuffix(DENOISE_SUFFIX) if denoise else label
+    return SamplerSpec(label=denoised_label(label) if denoise else label, twin_label=twin,
+                       name=entry["name"],
                        params=params, budgets=budgets, kind=sampler_class.kind,
                        targets=None if targets is None else tuple(targets), denoise=denoise,
                        seeds=seeds, plugin_dir=plugin_dir)

@@ -24,12 +24,12 @@ from matplotlib.figure import Figure
 from benchmark.report.aggregate import aggregate, natural_key
 from benchmark.report.plots_blr import training_curves
 from benchmark.report.plots_common import MissingData, PlotData, figure_style, new_figure
-from benchmark.schema import DENOISE_SUFFIX
+from benchmark.schema import denoised_label
 
 #: ``(sampler label, budget)`` of each panel of Figure 3, in order.
 FIG3_PANELS: tuple[tuple[str, int], ...] = (
-    ("dft_ns", 1), ("dft_ns" + DENOISE_SUFFIX, 1), ("kl_ns", 1),
-    ("annealed_langevin", 200), ("annealed_langevin" + DENOISE_SUFFIX, 200))
+    ("dft_ns", 1), (denoised_label("dft_ns"), 1), ("kl_ns", 1),
+    ("annealed_langevin", 200), (denoised_label("annealed_langevin"), 200))
 MOSAIC = 64  # samples per panel (an 8 × 8 mosaic)
 #: History metric -> (table metric of the MCMC lines, axis label).
 FID_HISTORY = {"fid_data_eval": ("fid_data", "FID vs data"),
@@ -95,18 +95,36 @@ def figure3(data: PlotData) -> Figure:
     return figure
 
 
+def undenoised_twins(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``(target, denoised label) -> label of its undenoised twin``: the entry of the same
+    sampler with the same resolved parameters, without the final step (the two share one
+    training). Denoised entries without a twin in ``rows`` are left out."""
+    key = ["target", "sampler_name", "params"]
+    entries = rows[[*key, "sampler", "denoise"]].drop_duplicates()
+    flagged = entries["denoise"].eq(True)
+    pairs = entries[flagged].merge(entries[~flagged].drop(columns="denoise"), on=key,
+                                   suffixes=("", "_twin"))
+    return {(target, label): twin for target, label, twin
+            in pairs[["target", "sampler", "sampler_twin"]].itertuples(index=False)}
+
+
 def training_fid(data: PlotData) -> Figure:
     """Figure 5: log FID (both views) vs training iteration, with the 200-step MCMC lines."""
     curves = training_curves(data.history, list(FID_HISTORY))
     if curves.empty:
         raise MissingData("no FID training history (fid_data_eval / fid_ref_eval rows)")
-    # One training serves a sampler entry with and without "+dn" (same train key), so the
-    # history may carry either label: the curve is the undenoised generator's.
-    curves["sampler"] = curves["sampler"].str.removesuffix(DENOISE_SUFFIX)
+    # One training serves a sampler entry with and without the final step (same train key),
+    # so the history may carry either label: the curve is the undenoised generator's.
+    twins = undenoised_twins(data.rows)
+    curves["sampler"] = [twins.get((target, label), label)
+                         for target, label in zip(curves["target"], curves["sampler"],
+                                                  strict=True)]
     metrics = [m for m in FID_HISTORY if m in set(curves["metric"])]
     targets = sorted(curves["target"].unique(), key=natural_key)
     summary = aggregate(data.rows[data.rows["metric"].isin(
         [FID_HISTORY[m][0] for m in metrics])]) if not data.rows.empty else pd.DataFrame()
+    denoised = set(map(tuple, data.rows.loc[data.rows["denoise"].eq(True),
+                                            ["target", "sampler"]].to_numpy()))
     with figure_style():
         figure, axes = new_figure(len(metrics), len(targets), (4.4, 2.8))
         for row, metric in enumerate(metrics):
@@ -131,7 +149,7 @@ def training_fid(data: PlotData) -> Figure:
                         if not np.isfinite(line.mean) or line.mean <= 0:
                             continue
                         ax.axhline(line.mean, color=data.colors.get(line.sampler), linewidth=1,
-                                   linestyle="--" if line.sampler.endswith(DENOISE_SUFFIX)
+                                   linestyle="--" if (target, line.sampler) in denoised
                                    else ":", label=f"{line.sampler}@{MCMC_BUDGET}")
                 ax.set_yscale("log")
                 if row == 0:

@@ -46,7 +46,7 @@ from benchmark.report.formatting import (
     render_latex,
     render_markdown,
 )
-from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL
+from benchmark.schema import DENOISE_SUFFIX, REFERENCE_LABEL, denoised_label
 from benchmark.store import atomic_write_bytes
 
 
@@ -145,23 +145,25 @@ def cell_costs(rows: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Indexed by ``(target, sampler, budget)``: ``nfe``, ``train_nfe``, ``sample_seconds``,
-        ``train_seconds``, ``n``, ``device`` (the first seen) and ``per_sample`` (seconds).
+        ``train_seconds``, ``n``, ``device`` (the first seen), ``denoise`` (the final
+        denoising step was applied) and ``per_sample`` (seconds).
     """
     cells = rows.drop_duplicates("cell_id").copy()
+    cells["denoise"] = cells["denoise"].eq(True)
     for column in ("nfe", "train_nfe", "sample_seconds", "train_seconds", "n"):
         cells[column] = pd.to_numeric(cells[column], errors="coerce").astype(float)
     cells["budget"] = cells["budget"].astype(int)
     costs = cells.groupby(["target", "sampler", "budget"]).agg(
         nfe=("nfe", "mean"), train_nfe=("train_nfe", "mean"),
         sample_seconds=("sample_seconds", "mean"), train_seconds=("train_seconds", "mean"),
-        n=("n", "max"), device=("device", "first"))
+        n=("n", "max"), device=("device", "first"), denoise=("denoise", "max"))
     costs["per_sample"] = costs["sample_seconds"] / costs["n"]
     return costs
 
 
-def baseline_label(sampler: str, baseline: str) -> str:
-    """The baseline's label for ``sampler``: with the ``+dn`` suffix iff ``sampler`` has it."""
-    return baseline + DENOISE_SUFFIX if sampler.endswith(DENOISE_SUFFIX) else baseline
+def baseline_label(denoise: bool, baseline: str) -> str:
+    """The baseline's label for a row: its denoised twin's for a row with the final step."""
+    return denoised_label(baseline) if denoise else baseline
 
 
 def derived_costs(costs: pd.DataFrame, baseline: tuple[str, int] | None) -> pd.DataFrame:
@@ -173,11 +175,11 @@ def derived_costs(costs: pd.DataFrame, baseline: tuple[str, int] | None) -> pd.D
     out = costs.copy()
     out["per_1000"] = 1000.0 * out["per_sample"]
     speedups, break_evens = [], []
-    for (target, sampler, _), record in out.iterrows():
+    for (target, _, _), record in out.iterrows():
         base = None
         if baseline is not None:
-            key = (target, baseline_label(sampler, baseline[0]), baseline[1])
-            if key not in out.index and sampler.endswith(DENOISE_SUFFIX):
+            key = (target, baseline_label(bool(record["denoise"]), baseline[0]), baseline[1])
+            if key not in out.index and record["denoise"]:
                 key = (target, baseline[0], baseline[1])  # no denoised baseline stored
             base = out.loc[key] if key in out.index else None
         if (base is None or base["n"] != record["n"] or base["device"] != record["device"]

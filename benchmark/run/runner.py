@@ -350,8 +350,9 @@ def provenance(cell: Cell) -> dict[str, Any]:
         "target_params": canonical_json(dict(cell.target.params)),
         "sampler": cell.sampler_label,
         "sampler_name": cell.sampler.name if cell.sampler else REFERENCE_LABEL,
-        "params": canonical_json(cell.params), "budget": cell.budget, "seed": cell.seed,
-        "cell_seed": cell.cell_seed, "n": cell.n, "nfe": math.nan, "train_nfe": math.nan,
+        "params": canonical_json(cell.params), "denoise": cell.denoise,
+        "budget": cell.budget, "seed": cell.seed, "cell_seed": cell.cell_seed, "n": cell.n,
+        "nfe": math.nan, "train_nfe": math.nan,
         "train_hvp": math.nan, "train_iterations": math.nan, "train_seconds": math.nan,
         "sample_seconds": math.nan, "device": cell.device, **runtime_provenance(),
     }

@@ -239,7 +239,7 @@ def _rows(entries) -> pd.DataFrame:
                           "budget": b, "seed": seed, "metric": "fid_data", "value": v,
                           "status": "ok", "reason": "", "n": 100, "nfe": nfe,
                           "sample_seconds": t, "train_seconds": train, "train_nfe": math.nan,
-                          "device": "cpu",
+                          "device": "cpu", "denoise": s.endswith("+dn"),
                           "matrix": "m"}
                          for s, b, seed, v, t, train, nfe in entries])
 
@@ -255,7 +255,8 @@ def test_table3_costs_speedup_and_break_even():
         rows.groupby(["target", "sampler", "budget"]).agg(
             nfe=("nfe", "mean"), sample_seconds=("sample_seconds", "mean"),
             train_seconds=("train_seconds", "mean"), n=("n", "max"),
-            device=("device", "first")).assign(per_sample=lambda f: f.sample_seconds / f.n),
+            device=("device", "first"), denoise=("denoise", "max")).assign(
+                per_sample=lambda f: f.sample_seconds / f.n),
         ("annealed_langevin", 200))
     dft = costs.loc[("digits", "dft_ns_full", 1)]
     assert dft["per_1000"] == pytest.approx(0.2)  # 0.02 s for 100 samples

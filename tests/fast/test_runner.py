@@ -371,3 +371,36 @@ def test_the_cache_key_follows_a_plugins_source_and_the_device(tmp_path):
     assert key() != before
     cell = next(c for c in plan_cells(parse(data, search_dirs=(tmp_path,))) if c.sampler)
     assert dataclasses.replace(cell, device="cuda").train_key != cell.train_key
+
+
+def test_denoising_is_its_own_column_and_the_twins_share_random_numbers(tmp_path):
+    matrix = parse_matrix({
+        "name": "twins", "seeds": [0], "n": 32, "metrics": ["energy_distance"],
+        "targets": [{"name": "toy_plugins:SmoothedGaussian", "label": "smooth"}],
+        "samplers": [{"name": "ula", "budgets": [3]},
+                     {"name": "ula", "budgets": [3], "denoise": True}]})
+    store = ResultsStore(tmp_path / "store")
+    list(run_matrix(make_plan(matrix, store), store, cache_dir=tmp_path / "cache"))
+    rows = store.load()
+    flags = rows.groupby("sampler")["denoise"].unique().map(list).to_dict()
+    assert flags == {"reference": [False], "ula": [False], "ula+dn": [True]}
+    seeds = rows.groupby("sampler")["cell_seed"].first()
+    assert seeds["ula"] == seeds["ula+dn"]  # paired: the same chain before the final step
+    assert (rows.loc[rows["sampler"].eq("ula+dn"), "nfe"] == 4.0).all()  # K + 1, step reused
+
+
+def test_cell_files_from_before_the_denoise_column_still_load(tmp_path):
+    store = ResultsStore(tmp_path)
+    old = [column for column in COLUMNS if column != "denoise"]
+    for cell_id, label in (("a", "mala"), ("b", "mala+dn")):
+        frame = pd.DataFrame([{**{column: "x" for column in old}, "sampler": label,
+                               "budget": 1, "seed": 0, "value": 0.5}], columns=old)
+        store.cells_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(store.cells_dir / f"{cell_id}.csv", index=False)
+    store.write_cell("c", [{**{column: "x" for column in COLUMNS}, "sampler": "plain",
+                            "denoise": True, "budget": 1, "seed": 0, "value": 0.5}])
+    rows = store.load()
+    assert list(rows.columns) == list(COLUMNS)
+    # Old files: the label's suffix; new files: the column, whatever the label says.
+    assert dict(zip(rows["sampler"], rows["denoise"], strict=True)) == {
+        "mala": False, "mala+dn": True, "plain": True}

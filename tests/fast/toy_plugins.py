@@ -1,4 +1,4 @@
-"""User-defined samplers named by import path in runner tests (``toy_plugins:Name``).
+"""User-defined samplers and targets named by import path in runner tests (``toy_plugins:Name``).
 
 They exercise the harness's handling of samplers that misbehave; they are not in the registry.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from samplers.base import ChainState, IterativeSampler
+from targets.toy2d import StandardGaussian
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,10 @@ class RaisingSampler(IterativeSampler):
 
     def step(self, target, state, generator):
         raise RuntimeError("deliberate failure\nsecond line that must not be shown")
+
+
+class SmoothedGaussian(StandardGaussian):
+    """The standard Gaussian declared as a noise-smoothed energy (``sigma_0 = 0.1``), so a
+    matrix entry may ask for the final denoising step on it."""
+
+    denoise_sigma = 0.1

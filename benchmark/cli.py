@@ -82,6 +82,7 @@ def _command_run(args: argparse.Namespace) -> int:
         check_targets,
         drop_unavailable_targets,
         make_plan,
+        select_samplers,
         select_targets,
     )
     from benchmark.run.runner import run_matrix
@@ -93,6 +94,8 @@ def _command_run(args: argparse.Namespace) -> int:
     planned = plan_cells(matrix)  # the whole matrix, whatever --target and --shard pick
     if args.target:
         matrix = select_targets(matrix, args.target)
+    if args.sampler:
+        matrix = select_samplers(matrix, args.sampler)
     matrix, unavailable = drop_unavailable_targets(matrix)
     for label, reason in unavailable.items():
         print(f"skipped target '{label}': {reason}", flush=True)
@@ -398,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", action="append", metavar="LABEL",
                      help="run only this target of the matrix (repeatable; same cell ids as "
                           "the full matrix, so it fills the same store)")
+    run.add_argument("--sampler", action="append", metavar="LABEL",
+                     help="run only this sampler entry (its label) of the matrix, and the floor "
+                          "cells (repeatable; same cell ids as the full matrix)")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="run only shard INDEX of COUNT disjoint shards (parallel processes "
                           "on one store; tables are printed by each, complete after the last)")

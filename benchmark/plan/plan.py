@@ -8,7 +8,8 @@ The steps, in the order ``python -m benchmark run`` takes them (docs/harness.md#
 1. :func:`benchmark.plan.cells.plan_cells` expands the whole matrix once; the store records
    those cells (``plan/<matrix>.csv``) whatever ``--target`` and ``--shard`` pick, so tables can
    list what a partial store still lacks;
-2. :func:`select_targets` keeps the ``--target`` labels, :func:`drop_unavailable_targets` drops
+2. :func:`select_targets` keeps the ``--target`` labels (:func:`select_samplers` the
+   ``--sampler`` ones), :func:`drop_unavailable_targets` drops
    targets whose data is missing here (with the reason), :func:`check_targets` builds each kept
    target once so a bad parameter or file stops the run before any cell;
 3. :func:`make_plan` keeps the expanded cells of the kept targets in this ``--shard`` and
@@ -76,6 +77,24 @@ def select_targets(matrix: Matrix, labels: Sequence[str]) -> Matrix:
         matrix, targets=tuple(spec for spec in matrix.targets if spec.label in labels))
 
 
+def select_samplers(matrix: Matrix, labels: Sequence[str]) -> Matrix:
+    """The matrix with only the sampler entries labelled ``labels`` (``run --sampler``).
+
+    Like :func:`select_targets`: the kept cells are the full matrix's cells of those entries
+    (same ids), and the floor cells stay, so the tables of a partial run have their floors.
+
+    Raises:
+        MatrixError: a label is not a sampler entry of the matrix (the message lists them).
+    """
+    known = [spec.label for spec in matrix.samplers]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise MatrixError(f"--sampler: matrix '{matrix.name}' has no sampler '{unknown[0]}'; "
+                          f"valid choices: {', '.join(known)}")
+    return dataclasses.replace(
+        matrix, samplers=tuple(spec for spec in matrix.samplers if spec.label in labels))
+
+
 def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:
     """The matrix without targets whose data is missing here, and why each was dropped.
 
@@ -133,8 +152,8 @@ def make_plan(matrix: Matrix, store: ResultsStore, *, planned: Sequence[Cell] | 
     """The plan of running ``matrix`` into ``store``.
 
     Args:
-        matrix: the matrix to run, after :func:`select_targets` and
-            :func:`drop_unavailable_targets` if those apply.
+        matrix: the matrix to run, after :func:`select_targets`, :func:`select_samplers`
+            and :func:`drop_unavailable_targets` if those apply.
         store: where finished cells are looked up.
         planned: the cells of the whole matrix ``matrix`` was selected from, as
             :func:`~benchmark.plan.cells.plan_cells` gave them; default: those of ``matrix``.
@@ -145,7 +164,11 @@ def make_plan(matrix: Matrix, store: ResultsStore, *, planned: Sequence[Cell] | 
     """
     planned = tuple(plan_cells(matrix) if planned is None else planned)
     labels = {spec.label for spec in matrix.targets}
-    cells = tuple(c for c in planned if c.target.label in labels and in_shard(c, shard))
+    samplers = {spec.label for spec in matrix.samplers}
+    cells = tuple(c for c in planned
+                  if c.target.label in labels
+                  and (c.sampler is None or c.sampler.label in samplers)  # floors always
+                  and in_shard(c, shard))
     status = {c.cell_id: store.cell_status(c.cell_id) for c in cells}
     todo = tuple(c for c in cells if force or status[c.cell_id] != "finished")
     return Plan(matrix=matrix, planned=planned, cells=cells, todo=todo, status=status,

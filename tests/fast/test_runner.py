@@ -227,6 +227,27 @@ def test_target_selection_keeps_the_full_matrix_cell_ids():
     assert [c.cell_id for c in chosen] == [c.cell_id for c in full if c.target.label == "mnist5k"]
 
 
+def test_sampler_selection_keeps_the_cell_ids_and_the_floors(tmp_path):
+    from benchmark.plan.matrix import load_matrix
+    from benchmark.plan.plan import select_samplers
+
+    matrix = load_matrix("default")
+    full = plan_cells(matrix)
+    plan = make_plan(select_samplers(matrix, ["mala", "kl_ns"]), ResultsStore(tmp_path),
+                     planned=full)
+    wanted = [c.cell_id for c in full
+              if c.sampler is None or c.sampler.label in ("mala", "kl_ns")]
+    assert [c.cell_id for c in plan.cells] == wanted
+    assert {c.sampler_label for c in plan.cells} == {"mala", "kl_ns", "reference"}
+    assert len(plan.planned) == len(full)  # the recorded plan is still the whole matrix
+
+
+def test_unknown_sampler_selection_is_a_one_line_usage_error(capsys):
+    assert main(["run", "default", "--sampler", "nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no sampler 'nope'" in err and "valid choices:" in err
+
+
 def test_unknown_target_selection_is_a_one_line_usage_error(capsys):
     assert main(["run", "default", "--target", "nope", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()

@@ -73,6 +73,9 @@ class Target(abc.ABC):
     denoise_sigma: float | None = None
     #: ``(C, H, W)`` for image targets (convolutional networks and image metrics use it).
     image_shape: tuple[int, int, int] | None = None
+    #: Image targets: the registered image data set they model (``targets.datasets``), whose
+    #: test split and feature classifier the image metrics use; ``None`` otherwise.
+    dataset: str | None = None
     #: ``N``, the data rows of a target whose log-density is a sum over rows (Bayesian
     #: logistic regression); ``None`` without a data set. Such a target overrides
     #: :meth:`minibatch_score`, and a minibatch of ``m`` rows costs ``m / N`` of an evaluation.

@@ -92,8 +92,8 @@ def _command_ebm_reference(args: argparse.Namespace) -> int:
         target = make_target(args.target, device=args.device or "cpu")
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    if not hasattr(target, "dataset"):
-        raise UsageError(f"--target: '{args.target}' is not an image energy (no dataset)")
+    if target.dataset is None or target.image_shape is None:
+        raise UsageError(f"--target: '{args.target}' is not an image energy (no image data set)")
     start = time.perf_counter()
     try:
         samples, info = make_reference(target, args.steps, n=args.n, seed=args.seed,

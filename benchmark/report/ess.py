@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics.info import METRIC_INFO, TRACE_CHAINS, TRACE_DRAWS
-from benchmark.report.aggregate import aggregate, natural_key, row_key, row_label
+from benchmark.report.aggregate import aggregate, natural_key, row_key, row_label, standard_error
 from benchmark.report.formatting import (
     TableStyle,
     cell_text,
@@ -60,9 +60,8 @@ def _per_second(rows: pd.DataFrame) -> pd.DataFrame:
         per_second_mean=("per_second", "mean"), per_second_std=("per_second", "std"),
         per_second_count=("per_second", "count"), nfe=("nfe", "mean"),
         sample_seconds=("sample_seconds", "mean"))
-    grouped["per_second_se"] = (grouped["per_second_std"]
-                                / np.sqrt(grouped["per_second_count"])).where(
-        grouped["per_second_count"] > 1)
+    grouped["per_second_se"] = standard_error(grouped["per_second_std"],
+                                              grouped["per_second_count"])
     return grouped
 
 

@@ -133,9 +133,9 @@ def ess_caption(rows: pd.DataFrame, omitted: list[str]) -> str:
     if omitted:
         text += f" Not Markov chains, no ESS (omitted): {', '.join(omitted)}."
     if len(matrices) == 1:
-        text += (f" Reproduce: python -m benchmark run {matrices[0]}, which writes "
-                 f"results/runs/{matrices[0]}/ and its tables (python -m benchmark table "
-                 f"results/runs/{matrices[0]} rewrites them).")
+        text += (f" Reproduce: python -m benchmark run {matrices[0]} --out STORE (this "
+                 f"store's folder), which writes these tables; python -m benchmark table "
+                 f"STORE rewrites them from the stored rows.")
     return text
 
 

@@ -169,6 +169,10 @@ class AnnealedLangevin(IterativeSampler):
                                   "optional final denoising step")
     Params: ClassVar[type] = AnnealedLangevinParams
 
+    def not_a_chain(self) -> str:
+        return ("sampler 'annealed_langevin' has no ESS: it is non-stationary by design (it "
+                "anneals through a sequence of temperatures)")
+
     def init(self, target: Target, x: Tensor, num_steps: int) -> AnnealedLangevinState:
         """State at ``x`` ``(n, dim)`` with the schedule for ``num_steps``; one score evaluation."""
         return AnnealedLangevinState(

@@ -112,6 +112,14 @@ class Sampler(abc.ABC):  # noqa: B024 - abstract through its two subclasses
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
+    def not_a_chain(self) -> str | None:
+        """Why this sampler's ``n`` particles are not independent, time-homogeneous Markov
+        chains once warm-up is over — so chain diagnostics (ESS) do not apply — or ``None``
+        when they are. Declared by each sampler; the harness records a chain trace only where
+        it is ``None``, and reports the reason otherwise."""
+        return (f"sampler '{self.name}' does not declare its particles independent Markov "
+                f"chains")
+
 
 class IterativeSampler(Sampler):
     """A Markov-chain or particle sampler driven for ``num_steps`` transitions by the harness."""
@@ -120,6 +128,17 @@ class IterativeSampler(Sampler):
     #: Target evaluations per particle per transition when that is fixed (``K`` transitions then
     #: cost ``K + 1`` with ``init``'s); ``None`` when it varies by transition (NUTS trees).
     evaluations_per_step: ClassVar[int | None] = 1
+    #: The ``n`` particles are independent, time-homogeneous Markov chains once
+    #: :meth:`warmup_steps` are over (ULA, MALA, HMC, PT; not SVGD, annealed Langevin, SGLD).
+    markov_chain: ClassVar[bool] = False
+
+    def not_a_chain(self) -> str | None:
+        return None if self.markov_chain else super().not_a_chain()
+
+    def warmup_steps(self, num_steps: int) -> int:
+        """Transitions of a ``num_steps`` run that still adapt the kernel (step sizes), after
+        which it is fixed; 0 for samplers without adaptation."""
+        return 0
 
     def initial_positions(self, target: Target, n: int, generator: torch.Generator) -> Tensor:
         """Starting points ``(n, dim)``: the target's own choice (``N(0, I)`` by default)."""
@@ -227,6 +246,10 @@ class NeuralSampler(Sampler):
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
         self.ledger: dict[str, float] = {}
+
+    def not_a_chain(self) -> str:
+        return (f"sampler '{self.name}' is a neural sampler: its samples are independent "
+                f"generator draws, not the states of a Markov chain")
 
     @abc.abstractmethod
     def init_training(self, target: Target, num_iterations: int,

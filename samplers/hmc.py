@@ -23,6 +23,7 @@ from samplers.base import IterativeSampler
 from samplers.langevin import (
     ADAPTATIONS,
     MALAState,
+    adaptation_steps,
     adaptive_chain_state,
     metropolis_accept,
     warmup_adaptation,
@@ -183,7 +184,11 @@ class HMC(IterativeSampler):
     description: ClassVar[str] = ("Hamiltonian Monte Carlo (identity mass, L leapfrog steps), "
                                   "step size adapted by dual averaging during warm-up")
     Params: ClassVar[type] = HMCParams
+    markov_chain: ClassVar[bool] = True
     evaluations_per_step: ClassVar[int | None] = None  # num_leapfrog per transition
+
+    def warmup_steps(self, num_steps: int) -> int:
+        return adaptation_steps(self.params.warmup_fraction, num_steps)
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> MALAState:
         """State at ``x`` ``(n, dim)``; one fused ``log_prob_and_score`` evaluation."""

@@ -151,7 +151,13 @@ def adaptive_chain_state(target: Target, x: Tensor, num_steps: int, params: Any)
                      num_steps=int(num_steps), log_step_size=log_step_size,
                      log_step_size_average=log_step_size.clone(),
                      acceptance_error_average=torch.zeros_like(log_step_size),
-                     num_warmup=int(math.floor(params.warmup_fraction * num_steps)))
+                     num_warmup=adaptation_steps(params.warmup_fraction, num_steps))
+
+
+def adaptation_steps(warmup_fraction: float, num_steps: int) -> int:
+    """Transitions that adapt the step size in a run of ``num_steps``:
+    ``floor(warmup_fraction * num_steps)``."""
+    return int(math.floor(warmup_fraction * num_steps))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +197,7 @@ class ULA(IterativeSampler):
     pretty_name: ClassVar[str] = "ULA"
     description: ClassVar[str] = "Unadjusted Langevin algorithm (Euler-Maruyama, fixed step)"
     Params: ClassVar[type] = ULAParams
+    markov_chain: ClassVar[bool] = True
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> ChainState:
         """State at ``x`` ``(n, dim)``; one score evaluation. ``log_prob`` is not needed."""
@@ -317,6 +324,10 @@ class MALA(IterativeSampler):
     description: ClassVar[str] = ("Metropolis-adjusted Langevin, step size adapted by dual "
                                   "averaging during warm-up")
     Params: ClassVar[type] = MALAParams
+    markov_chain: ClassVar[bool] = True
+
+    def warmup_steps(self, num_steps: int) -> int:
+        return adaptation_steps(self.params.warmup_fraction, num_steps)
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> MALAState:
         """State at ``x`` ``(n, dim)``; one fused ``log_prob_and_score`` evaluation."""

@@ -74,6 +74,10 @@ class SGLD(IterativeSampler):
                                   "(N/m-scaled), decreasing step, no MH correction")
     Params: ClassVar[type] = SGLDParams
 
+    def not_a_chain(self) -> str:
+        return ("sampler 'sgld' has no ESS: its step size decreases every transition, so its "
+                "chain is time-inhomogeneous")
+
     def step_size_at(self, step_index: int) -> float:
         """``h_t`` for transition ``t = step_index`` (0-based)."""
         p = self.params

@@ -194,6 +194,10 @@ class SVGD(IterativeSampler):
     description: ClassVar[str] = "Stein variational gradient descent, RBF kernel, median bandwidth"
     Params: ClassVar[type] = SVGDParams
 
+    def not_a_chain(self) -> str:
+        return ("sampler 'svgd' has no ESS: its particles interact (each update moves every "
+                "particle with all the others)")
+
     def init(self, target: Target, x: Tensor, num_steps: int) -> SVGDState:
         """State at ``x`` ``(n, dim)``; one score evaluation."""
         return SVGDState(x=x, log_prob=None, score=target.score(x), step_index=0,

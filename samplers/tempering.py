@@ -28,6 +28,7 @@ from samplers.base import IterativeSampler
 from samplers.hmc import check_dual_averaging_params
 from samplers.langevin import (
     MALAState,
+    adaptation_steps,
     langevin_log_proposal_ratio,
     langevin_proposal,
     metropolis_accept,
@@ -211,7 +212,13 @@ class ParallelTempering(IterativeSampler):
     description: ClassVar[str] = ("Parallel tempering: MALA moves on a geometric temperature "
                                   "ladder, neighbour swaps; returns the T = 1 chains")
     Params: ClassVar[type] = PTParams
+    # The T = 1 replicas (the first n rows) are the chains: together with their ladders they
+    # are independent Markov chains, whose swaps are part of the fixed kernel after warm-up.
+    markov_chain: ClassVar[bool] = True
     evaluations_per_step: ClassVar[int | None] = None  # num_temperatures per transition
+
+    def warmup_steps(self, num_steps: int) -> int:
+        return adaptation_steps(self.params.warmup_fraction, num_steps)
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> PTState:
         """State with all ``K`` replicas of system ``i`` at ``x[i]`` (``x``: ``(n, dim)``).
@@ -234,7 +241,7 @@ class ParallelTempering(IterativeSampler):
             x=replicas, log_prob=log_prob, score=score, step_index=0, num_steps=int(num_steps),
             log_step_size=log_step_size, log_step_size_average=log_step_size.clone(),
             acceptance_error_average=torch.zeros_like(log_step_size),
-            num_warmup=int(math.floor(p.warmup_fraction * num_steps)),
+            num_warmup=self.warmup_steps(num_steps),
             inverse_temperatures=(1.0 / temperatures).to(device=x.device, dtype=x.dtype),
             log_step_size_centre=centre, num_chains=n)
 

@@ -16,10 +16,11 @@ deliver per unit of the suite's cost, the target evaluation:
   ``chains x evaluations per chain`` over the traced transitions. The minimum, because the
   slowest-mixing direction bounds the precision of every expectation that depends on it. Bulk
   ESS uses the between-chain variance, so chains stuck in different modes score low.
-* **Who has it.** Only samplers whose particles are independent, time-homogeneous Markov chains
-  after warm-up (:data:`CHAIN_SAMPLERS`); the others get NaN with the reason of
-  :func:`no_trace_reason` (SVGD's particles interact; annealed Langevin and SGLD change their
-  kernel every step; neural samplers have no chain).
+* **Who has it.** Only samplers that declare their particles independent, time-homogeneous
+  Markov chains after warm-up (``IterativeSampler.markov_chain``: ULA, MALA, HMC, PT, Pyro NUTS
+  with independent chains); the others get NaN with the reason their ``not_a_chain()`` gives
+  (SVGD's particles interact; annealed Langevin and SGLD change their kernel every step;
+  neural samplers have no chain).
 * **Floor.** The value on an i.i.d. trace of exact samples of shape
   ``(min(TRACE_CHAINS, n), TRACE_DRAWS, dim)`` charged one evaluation per draw
   (:func:`iid_trace`): about 1, "one independent draw per target evaluation", a little below 1
@@ -55,22 +56,6 @@ from targets.base import Target
 #: ArviZ's split-chain estimator needs at least 4 draws per chain (it returns NaN below).
 MIN_TRACE_DRAWS = 4
 
-#: Registry names of the samplers whose ``n`` particles are independent, time-homogeneous
-#: Markov chains once the first half of the run (their step-size warm-up) is over. PT's chains
-#: are its ``T = 1`` replicas, the first ``n`` rows of its state; its ESS is charged every
-#: replica's evaluations.
-CHAIN_SAMPLERS = frozenset({"ula", "mala", "hmc", "pt", "pyro_nuts"})
-#: Why a known sampler has no ESS.
-NOT_A_CHAIN: dict[str, str] = {
-    "svgd": "its particles interact (each update moves every particle with all the others), "
-            "so they are not independent Markov chains",
-    "pyro_svgd": "its particles interact (each update moves every particle with all the "
-                 "others), so they are not independent Markov chains",
-    "annealed_langevin": "it is non-stationary by design (it anneals through a sequence of "
-                         "temperatures, so its chains never sample one fixed law)",
-    "sgld": "its step size decreases every transition, so its chain is time-inhomogeneous "
-            "with no stationary law for an ESS to refer to",
-}
 #: The reason for samples that come without a trace (``evaluate`` of stored samples).
 NO_TRACE_STORED = ("stored samples keep no chain trace; ESS is computed only while the sampler "
                    "runs")
@@ -89,41 +74,28 @@ class ChainTrace:
     nfe: float
 
 
-def no_trace_reason(name: str, kind: str, params: Any = None) -> str | None:
-    """Why the sampler registered as ``name`` (of ``kind``, with ``params``) gives no chain
-    trace, or None when it is one of :data:`CHAIN_SAMPLERS`."""
-    if kind == "neural":
-        return (f"sampler '{name}' is a neural sampler: its samples are not the states of a "
-                f"Markov chain")
-    if name == "pyro_nuts" and getattr(params, "chains", "independent") != "independent":
-        return ("sampler 'pyro_nuts' with chains = 'joint' moves all chains with one "
-                "accept/reject, so they are not independent chains")
-    if name in CHAIN_SAMPLERS:
-        return None
-    if name in NOT_A_CHAIN:
-        return f"sampler '{name}' has no ESS: {NOT_A_CHAIN[name]}"
-    return (f"sampler '{name}' is not declared a Markov chain at stationarity "
-            f"(benchmark.metrics.ess.CHAIN_SAMPLERS)")
-
-
 class TraceRecorder:
     """Records the chain trace of one run of ``num_steps`` transitions of ``n`` chains.
 
     ``record(state, counting)`` is called after every transition (from ``drive_chain``'s
-    ``on_step``). Transitions ``1 .. start`` with ``start = max(num_steps // 2, num_warmup)``
-    (``num_warmup`` of the state, when it has one) are warm-up; of the rest, the positions after
-    every ``thin``-th transition are kept, ``thin = ceil(rest / TRACE_DRAWS)``. The target
+    ``on_step``). Transitions ``1 .. start`` with ``start = max(num_steps // 2, warmup)`` are
+    warm-up (``warmup``: the sampler's ``warmup_steps(num_steps)``, its adapting transitions);
+    of the rest, the positions after every ``thin``-th transition are kept,
+    ``thin = ceil(rest / TRACE_DRAWS)``. The target
     evaluations per chain are read from the counting target at ``start`` and at the last kept
     draw, so their difference is exactly the cost of the transitions the draws span.
 
     Args:
         n: chains in the run (rows of the samples).
         num_steps: transitions of the run (the budget ``K``).
+        warmup: transitions that adapt the kernel (``IterativeSampler.warmup_steps``); a
+            sampler warming up for more than half the run is traced only after it.
     """
 
-    def __init__(self, n: int, num_steps: int) -> None:
+    def __init__(self, n: int, num_steps: int, warmup: int = 0) -> None:
         self.n = int(n)
         self.num_steps = int(num_steps)
+        self.warmup = int(warmup)
         self.chains = min(TRACE_CHAINS, self.n)
         self.steps = 0
         self.start = self.thin = self.draws = self.dim = 0
@@ -132,9 +104,7 @@ class TraceRecorder:
         self._positions: Tensor | None = None
 
     def _plan(self, state: Any) -> None:
-        # Known at the first transition: a sampler warming up for more than half the run
-        # (warmup_fraction > 0.5) is traced only after its adaptation ends.
-        self.start = max(self.num_steps // 2, int(getattr(state, "num_warmup", 0) or 0))
+        self.start = max(self.num_steps // 2, self.warmup)
         rest = self.num_steps - self.start
         self.thin = max(1, math.ceil(rest / TRACE_DRAWS))
         self.draws = rest // self.thin
@@ -246,6 +216,6 @@ def ess_per_evaluation(samples: Tensor, target: Target, context: MetricContext) 
     return float(bulk_ess(trace).min()) / (chains * float(nfe))
 
 
-__all__ = ["CHAIN_SAMPLERS", "MIN_TRACE_DRAWS", "NOT_A_CHAIN", "NO_TRACE_STORED", "TRACE_CHAINS",
+__all__ = ["MIN_TRACE_DRAWS", "NO_TRACE_STORED", "TRACE_CHAINS",
            "TRACE_DRAWS", "ChainTrace", "TraceRecorder", "bulk_ess", "ess_per_evaluation",
-           "iid_trace", "no_trace_reason"]
+           "iid_trace"]

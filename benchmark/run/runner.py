@@ -46,7 +46,6 @@ from benchmark.metrics.ess import (
     ChainTrace,
     TraceRecorder,
     iid_trace,
-    no_trace_reason,
 )
 from benchmark.metrics.info import needs_trace
 from benchmark.metrics.registry import METRICS, supported_metrics
@@ -436,8 +435,8 @@ def run_cell(cell: Cell, cache_dir: str | os.PathLike, *, timeout: float | None 
         else:
             sampler = build_sampler(cell.sampler, cell.params)
             # The chain trace only when a metric needs it, and only of Markov chains.
-            no_trace = no_trace_reason(sampler.name, sampler.kind, sampler.params) or ""
-            recorder = (TraceRecorder(cell.n, cell.budget)
+            no_trace = sampler.not_a_chain() or ""
+            recorder = (TraceRecorder(cell.n, cell.budget, sampler.warmup_steps(cell.budget))
                         if needs_trace(cell.metrics) and not no_trace else None)
             if sampler.kind == "neural":
                 samples, costs, history = _sample_neural(cell, sampler, target, generator,

@@ -19,7 +19,6 @@ our own samplers, a state must not be stepped twice; the harness never does.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from samplers.base import ChainState, IterativeSampler
 from samplers.external import PYRO_INSTALL_HINT
+from samplers.langevin import adaptation_steps
 from targets.base import Target
 from targets.precision import exact_float32
 
@@ -145,6 +145,10 @@ class PyroSVGD(IterativeSampler):
     description: ClassVar[str] = ("Pyro's SVGD (pyro.infer.SVGD, RBF kernel, median bandwidth, "
                                   "Adam); optional extra [pyro]")
     Params: ClassVar[type] = PyroSVGDParams
+
+    def not_a_chain(self) -> str:
+        return ("sampler 'pyro_svgd' has no ESS: its particles interact (each update moves "
+                "every particle with all the others)")
 
     def init(self, target: Target, x: Tensor, num_steps: int) -> PyroSVGDState:
         """Pyro's SVGD with its particles at ``x`` ``(n, dim)``; one target evaluation."""
@@ -312,7 +316,17 @@ class PyroNUTS(IterativeSampler):
     description: ClassVar[str] = ("Pyro's NUTS/HMC kernels (pyro.infer.mcmc) on -log q, step "
                                   "size and mass adapted in warm-up; optional extra [pyro]")
     Params: ClassVar[type] = PyroNUTSParams
+    markov_chain: ClassVar[bool] = True
     evaluations_per_step: ClassVar[int | None] = None  # a NUTS tree's length varies
+
+    def warmup_steps(self, num_steps: int) -> int:
+        return adaptation_steps(self.params.warmup_fraction, num_steps)
+
+    def not_a_chain(self) -> str | None:
+        if self.params.chains != "independent":
+            return ("sampler 'pyro_nuts' with chains = 'joint' moves all chains with one "
+                    "accept/reject, so they are not independent chains")
+        return None
 
     def _kernel(self, slot: TargetSlot) -> Any:
         mcmc = import_pyro().infer.mcmc
@@ -336,7 +350,7 @@ class PyroNUTS(IterativeSampler):
         return PyroNUTSState(
             x=x, log_prob=None, score=None, step_index=0, num_steps=int(num_steps),
             kernels=kernels, positions=[{SITE: block} for block in blocks], slot=slot,
-            num_warmup=int(math.floor(self.params.warmup_fraction * num_steps)))
+            num_warmup=self.warmup_steps(num_steps))
 
     def step(self, target: Target, state: PyroNUTSState,
              generator: torch.Generator) -> tuple[PyroNUTSState, dict[str, Tensor]]:

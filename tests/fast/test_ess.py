@@ -32,7 +32,6 @@ from benchmark.metrics.ess import (
     TraceRecorder,
     ess_per_evaluation,
     iid_trace,
-    no_trace_reason,
 )
 from benchmark.metrics.info import METRIC_INFO, TRACE_CHAINS, needs_trace
 from benchmark.metrics.registry import METRICS, evaluate_metric, reference_floor
@@ -44,6 +43,7 @@ from benchmark.run.evaluate import evaluate_store
 from benchmark.run.runner import evaluate_samples, run_matrix
 from benchmark.schema import COLUMNS
 from benchmark.store import ResultsStore
+from samplers import SAMPLERS
 from targets import TARGETS
 from targets.base import make_generator
 
@@ -145,24 +145,37 @@ def test_without_a_trace_or_with_too_few_draws_it_raises_the_requirement():
                                                     trace=torch.zeros(4, 10, 3), trace_nfe=1.0))
 
 
-@pytest.mark.parametrize(("name", "kind", "phrase"), [
-    ("svgd", "iterative", "particles interact"),
-    ("pyro_svgd", "iterative", "particles interact"),
-    ("annealed_langevin", "iterative", "non-stationary by design"),
-    ("sgld", "iterative", "time-inhomogeneous"),
-    ("dft_ns", "neural", "neural sampler"),
-    ("pis", "neural", "neural sampler"),
-    ("my_plugin", "iterative", "not declared a Markov chain"),
+@pytest.mark.parametrize(("name", "phrase"), [
+    ("svgd", "particles interact"),
+    ("annealed_langevin", "non-stationary by design"),
+    ("sgld", "time-inhomogeneous"),
+    ("dft_ns", "neural sampler"),
+    ("pis", "neural sampler"),
 ])
-def test_samplers_that_are_not_chains_get_a_reason(name, kind, phrase):
-    assert phrase in no_trace_reason(name, kind)
+def test_samplers_that_are_not_chains_declare_why(name, phrase):
+    assert phrase in SAMPLERS[name]().not_a_chain()
 
 
-def test_chains_get_no_reason():
-    for name in ("ula", "mala", "hmc", "pt", "pyro_nuts"):
-        assert no_trace_reason(name, "iterative") is None
-    joint = SimpleNamespace(chains="joint")
-    assert "not independent" in no_trace_reason("pyro_nuts", "iterative", joint)
+def test_chains_declare_themselves_and_their_warm_up():
+    for name in ("ula", "mala", "hmc", "pt"):
+        assert SAMPLERS[name]().not_a_chain() is None
+    # Adapting samplers: floor(warmup_fraction * K) transitions; ULA adapts nothing.
+    assert SAMPLERS["mala"](warmup_fraction=0.3).warmup_steps(101) == 30
+    assert SAMPLERS["ula"]().warmup_steps(101) == 0
+
+
+def test_an_undeclared_iterative_sampler_is_not_a_chain():
+    class Plugin(SAMPLERS["ula"]):
+        name = "my_plugin"
+        markov_chain = False
+
+    assert "does not declare its particles independent Markov chains" in Plugin().not_a_chain()
+
+
+def test_joint_pyro_nuts_chains_are_not_independent():
+    pytest.importorskip("pyro")
+    assert SAMPLERS["pyro_nuts"]().not_a_chain() is None
+    assert "not independent" in SAMPLERS["pyro_nuts"](chains="joint").not_a_chain()
 
 
 def test_evaluation_without_a_trace_is_nan_with_the_reason():
@@ -170,7 +183,7 @@ def test_evaluation_without_a_trace_is_nan_with_the_reason():
     samples = target.sample(16, make_generator(7))
     status, rows = evaluate_samples(samples, target, ["ess", "ksd"], n=16, reference_seed=1,
                                     target_label="gaussian",
-                                    no_trace=no_trace_reason("dft_ns", "neural"))
+                                    no_trace=SAMPLERS["dft_ns"]().not_a_chain())
     assert status == "ok"
     ess, ksd = rows
     assert math.isnan(ess["value"]) and ess["reason"].startswith("not applicable: sampler")
@@ -192,15 +205,13 @@ class CountingStub:
         return 1.0 + self.per_step * self.steps  # init's evaluation, then each transition
 
 
-def drive(recorder: TraceRecorder, num_steps: int, rows: int, per_step: float = 1.0,
-          num_warmup: int | None = None) -> CountingStub:
+def drive(recorder: TraceRecorder, num_steps: int, rows: int,
+          per_step: float = 1.0) -> CountingStub:
     """Feed ``recorder`` states whose every entry is the transition's index."""
     counting = CountingStub(per_step)
     for step in range(1, num_steps + 1):
         counting.steps = step
         state = SimpleNamespace(x=torch.full((rows, 3), float(step)))
-        if num_warmup is not None:
-            state.num_warmup = num_warmup
         recorder.record(state, counting)
     return counting
 
@@ -220,9 +231,9 @@ def test_the_recorder_keeps_the_second_half_thinned_with_its_cost(monkeypatch):
 
 
 def test_the_recorder_waits_for_a_longer_warm_up_and_reads_pt_rows():
-    recorder = TraceRecorder(n=8, num_steps=100)
+    recorder = TraceRecorder(n=8, num_steps=100, warmup=80)
     # A PT state holds K n rows, temperature-major: the first n are the T = 1 chains.
-    drive(recorder, 100, rows=3 * 8, num_warmup=80)
+    drive(recorder, 100, rows=3 * 8)
     trace = recorder.result()
     assert tuple(trace.positions.shape) == (8, 20, 3)
     assert trace.positions[0, 0, 0] == 81 and trace.nfe == pytest.approx(20.0)

@@ -188,8 +188,9 @@ class EBMMnist5k(EBMTarget):
 class EBMMnist16(EBMTarget):
     """An MDSM energy (``res8_quadratic16``) on MNIST-5k at half resolution (16×16, d = 256).
 
-    Unavailable until ``targets/ebm/checkpoints/mnist16.pt`` is trained (:attr:`train_command`,
-    in slices with ``--stop-after`` and ``--resume``; see that folder's README).
+    Shipped as ``targets/ebm/checkpoints/mnist16.pt`` (trained by :attr:`train_command`; see
+    that folder's README). A missing or partial file makes the target unavailable, with the
+    command to (re)train or resume it.
     """
 
     name = "ebm_mnist16"

@@ -136,7 +136,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     assert again["final_loss"] == trained["final_loss"]
 
 
-EBM_NAMES = ["ebm_digits", "ebm_mnist5k"]
+EBM_NAMES = ["ebm_digits", "ebm_mnist5k", "ebm_mnist16"]
 
 
 @pytest.mark.parametrize("name", EBM_NAMES)
@@ -172,7 +172,8 @@ def test_ebm_score_with_create_graph_gives_hessian_vector_products(name):
     assert (hvp - expected).norm() <= 1e-4 * expected.norm()
 
 
-@pytest.mark.parametrize("name,dim", [("ebm_digits", 64), ("ebm_mnist5k", 1024)])
+@pytest.mark.parametrize("name,dim", [("ebm_digits", 64), ("ebm_mnist5k", 1024),
+                                      ("ebm_mnist16", 256)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_ebm_target_contract(name, dim, dtype):
     target = make_target(name, dtype=dtype)
@@ -320,6 +321,7 @@ def test_ebm_mnist16_is_unavailable_with_the_training_command_until_trained(
 
 def test_shipped_energies_are_available():
     assert EBMDigits.unavailable_reason() is None and EBMMnist5k.unavailable_reason() is None
+    assert EBMMnist16.unavailable_reason() is None
 
 
 def test_a_matrix_skips_an_untrained_ebm_mnist16_with_its_reason(tmp_path, monkeypatch, capsys):
@@ -359,9 +361,13 @@ def test_shipped_mnist16_energy_contract_and_what_it_learned():
     with torch.no_grad():
         on_data, on_noise, on_shuffled = (target.log_prob(v) for v in (test, noise, shuffled))
     assert torch.isfinite(on_data).all()
-    # The weakest claim a believable digit energy must meet: >= 90 % of the held-out digits
-    # beat the median image of either corruption (the same pixels shuffled; uniform noise).
-    # (Measured on the 400-step pilots of the README, all did; whether it draws digits is the
-    # question of its long-MALA reference and FID, not of this test.)
-    assert (on_data > on_noise.median()).float().mean() >= 0.9
-    assert (on_data > on_shuffled.median()).float().mean() >= 0.9
+    # Image by image: held-out digits beat the *best* image of either corruption (the same
+    # pixels shuffled; uniform noise). Measured on the shipped file: all 1,000 beat every noise
+    # image and 97.6 % beat the best shuffled one. Whether it draws digits is the question of
+    # annealed Langevin's FID and the long-MALA reference, not of this test.
+    assert (on_data > on_noise.max()).float().mean() >= 0.99
+    assert (on_data > on_shuffled.max()).float().mean() >= 0.95
+    # Not memorised: held-out images score like training ones (measured: the gap is 3 % of the
+    # test-vs-shuffled gap).
+    on_train = target.log_prob(load_dataset("mnist16").x_train.flatten(1)[:1000]).detach()
+    assert abs(on_train.mean() - on_data.mean()) < 0.1 * (on_data.mean() - on_shuffled.mean())

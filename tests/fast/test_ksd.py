@@ -275,10 +275,12 @@ def test_registry_entries():
 
 
 def test_supported_metrics_follow_provides():
-    assert supported_metrics(NoReference(2)) == ["ksd", "ksd_rbf", "ksd_u"]
+    # ESS asks nothing of the target (it needs the sampler's chain trace instead), so every
+    # target supports it.
+    assert supported_metrics(NoReference(2)) == ["ksd", "ksd_rbf", "ksd_u", "ess"]
     # Sample-distance metrics need exact reference samples; mode metrics need modes.
     assert supported_metrics(Gaussian(2)) == ["ksd", "ksd_rbf", "ksd_u", "energy_distance",
-                                              "sliced_wasserstein", "w2", "mmd"]
+                                              "sliced_wasserstein", "w2", "mmd", "ess"]
     assert set(supported_metrics(TwoModes())) >= CORE_METRICS
 
 

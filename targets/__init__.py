@@ -9,7 +9,7 @@ import inspect
 
 import torch
 
-from targets.base import Modes, Target, make_generator
+from targets.base import LabelledModes, Modes, Target, make_generator
 from targets.blr import BayesianLogisticRegression
 from targets.counting import CountingTarget
 from targets.ebm.target import EBMDigits, EBMMnist5k, EBMMnist16
@@ -91,5 +91,5 @@ def make_target(name: str, device: torch.device | str = "cpu", dtype: torch.dtyp
     return TARGETS[name](device=device, dtype=dtype, **params)
 
 
-__all__ = ["TARGETS", "CountingTarget", "FactorisedModes", "Modes", "Target", "make_generator",
-           "make_target", "target_parameters"]
+__all__ = ["TARGETS", "CountingTarget", "FactorisedModes", "LabelledModes", "Modes", "Target",
+           "make_generator", "make_target", "target_parameters"]

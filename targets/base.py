@@ -22,6 +22,7 @@ What a target provides is declared in :attr:`Target.provides`; metrics declare w
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +48,50 @@ class Modes:
 
     locations: Tensor
     weights: Tensor
+
+    def assign(self, x: Tensor) -> Tensor:
+        """Index of the nearest mode location per sample, ``-1`` for non-finite rows.
+
+        Args:
+            x: ``(n, dim)`` samples.
+
+        Returns:
+            ``(n,)`` int64 on ``x.device``.
+        """
+        locations = self.locations.to(device=x.device, dtype=x.dtype)
+        if x.ndim != 2 or x.shape[1] != locations.shape[1]:
+            raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
+                             f"shape {tuple(locations.shape)}")
+        finite = torch.isfinite(x).all(dim=1)
+        # (n, K) squared distances: K is small (a handful of mixture components).
+        sq_dist = torch.cdist(torch.where(finite[:, None], x, 0.0), locations).square_()
+        return torch.where(finite, sq_dist.argmin(dim=1), -1)
+
+
+@dataclass(frozen=True)
+class LabelledModes(Modes):
+    """Mixture components assigned by the target's own rule instead of the nearest centre.
+
+    In high dimension the nearest component mean is a poor classifier (an image of one class
+    can lie nearer another class's mean image than its own); a target that can evaluate its
+    component posterior ``p(k | x)`` exactly labels each sample with its most probable
+    component, so mode shares are judged by the target itself.
+
+    Attributes:
+        label: ``(n, dim) -> (n,)`` int64 component index of each finite sample (for example
+            the argmax of the exact responsibilities of a mixture of factor analysers).
+    """
+
+    label: Callable[[Tensor], Tensor]
+
+    def assign(self, x: Tensor) -> Tensor:
+        """The target's label per sample, ``-1`` for non-finite rows. ``(n, dim) -> (n,)``."""
+        if x.ndim != 2 or x.shape[1] != self.locations.shape[1]:
+            raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
+                             f"shape {tuple(self.locations.shape)}")
+        finite = torch.isfinite(x).all(dim=1)
+        labels = self.label(torch.where(finite[:, None], x, 0.0)).long()
+        return torch.where(finite, labels, -1)
 
 
 class Target(abc.ABC):

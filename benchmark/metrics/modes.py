@@ -4,8 +4,10 @@ KSD and the Fisher divergence are nearly blind to the mixing weights of well-sep
 (the score inside each mode does not depend on its weight), so mixtures get their own columns:
 the per-mode weight error and the mode recall, where mode-seeking (reverse-KL) samplers show.
 
-Each sample is assigned to the nearest mode location (Euclidean). Non-finite samples belong to
-no mode: they count in ``n`` but in no mode's share, i.e. as missing mass.
+Each sample is assigned to the nearest mode location (Euclidean), or by the target's own rule
+(``LabelledModes``: e.g. the exact component posterior of a mixture of factor analysers).
+Non-finite samples belong to no mode: they count in ``n`` but in no mode's share, i.e. as
+missing mass.
 
 Product targets (:class:`targets.standard.FactorisedModes`, e.g. ``manywell32`` with ``2¹⁶``
 joint modes) are counted per factor instead: the target labels each factor of each sample
@@ -20,31 +22,21 @@ import torch
 from torch import Tensor
 
 from targets.base import Modes
-from targets.standard import FactorisedModes
 
 
 def assign_to_modes(x: Tensor, modes: Modes) -> Tensor:
-    """Index of the nearest mode location per sample, ``-1`` for non-finite rows.
+    """Mode index per sample, ``-1`` for non-finite rows (the rule of ``modes.assign``).
 
     Args:
         x: ``(n, dim)`` samples.
-        modes: ``locations (K, dim)``, ``weights (K,)``; or :class:`FactorisedModes`.
+        modes: :class:`targets.base.Modes` (nearest location), a ``LabelledModes`` (the
+            target's own label, e.g. an exact component posterior) or :class:`FactorisedModes`.
 
     Returns:
         ``(n,)`` int64 on ``x.device``; ``(n, G)`` local-mode labels per factor for
         :class:`FactorisedModes` (the target's own rule, e.g. the sign of each well's ``x₁``).
     """
-    if isinstance(modes, FactorisedModes):
-        return modes.assign(x)
-    locations = modes.locations.to(device=x.device, dtype=x.dtype)
-    if x.ndim != 2 or x.shape[1] != locations.shape[1]:
-        raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
-                         f"shape {tuple(locations.shape)}")
-    finite = torch.isfinite(x).all(dim=1)
-    # (n, K) squared distances: K is small (a handful of mixture components).
-    sq_dist = torch.cdist(torch.where(finite[:, None], x, 0.0), locations).square_()
-    nearest = sq_dist.argmin(dim=1)
-    return torch.where(finite, nearest, -1)
+    return modes.assign(x)
 
 
 def mode_weights(x: Tensor, modes: Modes) -> Tensor:

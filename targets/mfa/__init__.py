@@ -245,6 +245,20 @@ class ImageMFATarget(MFATarget):
     params_name: ClassVar[str] = ""
     dataset_name: ClassVar[str] = ""
 
+    @classmethod
+    def unavailable_reason(cls, params: Path | str | None = None, **kwargs) -> str | None:
+        """Why this target cannot be built here, or ``None``: its data set is missing (the
+        fashion fit is not shipped and needs the Debian package's files), or its parameter file
+        is. The harness skips such a target with this reason instead of failing every cell."""
+        if params is not None or (PARAMS_DIR / cls.params_name).is_file():
+            return None  # a shipped or given file: build errors are real errors
+        try:
+            load_dataset(cls.dataset_name)
+        except DatasetUnavailable as error:
+            return str(error)
+        return (f"no parameter file {cls.params_name} in {PARAMS_DIR}; fit it with the command "
+                f"in targets/mfa/README.md")
+
     def __init__(self, params: Path | str | None = None, sha256: str | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         if params is None:

@@ -68,13 +68,7 @@ def select_targets(matrix: Matrix, labels: Sequence[str]) -> Matrix:
     Raises:
         MatrixError: a label is not a target of the matrix (the message lists the valid ones).
     """
-    known = [spec.label for spec in matrix.targets]
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise MatrixError(f"--target: matrix '{matrix.name}' has no target '{unknown[0]}'; "
-                          f"valid choices: {', '.join(known)}")
-    return dataclasses.replace(
-        matrix, targets=tuple(spec for spec in matrix.targets if spec.label in labels))
+    return _select(matrix, "targets", "target", labels)
 
 
 def select_samplers(matrix: Matrix, labels: Sequence[str]) -> Matrix:
@@ -86,13 +80,20 @@ def select_samplers(matrix: Matrix, labels: Sequence[str]) -> Matrix:
     Raises:
         MatrixError: a label is not a sampler entry of the matrix (the message lists them).
     """
-    known = [spec.label for spec in matrix.samplers]
+    return _select(matrix, "samplers", "sampler", labels)
+
+
+def _select(matrix: Matrix, field: str, flag: str, labels: Sequence[str]) -> Matrix:
+    """``matrix`` with only the entries of ``matrix.<field>`` labelled ``labels``; the error
+    names the command-line flag ``--<flag>``."""
+    entries = getattr(matrix, field)
+    known = [spec.label for spec in entries]
     unknown = [label for label in labels if label not in known]
     if unknown:
-        raise MatrixError(f"--sampler: matrix '{matrix.name}' has no sampler '{unknown[0]}'; "
+        raise MatrixError(f"--{flag}: matrix '{matrix.name}' has no {flag} '{unknown[0]}'; "
                           f"valid choices: {', '.join(known)}")
     return dataclasses.replace(
-        matrix, samplers=tuple(spec for spec in matrix.samplers if spec.label in labels))
+        matrix, **{field: tuple(spec for spec in entries if spec.label in labels)})
 
 
 def drop_unavailable_targets(matrix: Matrix) -> tuple[Matrix, dict[str, str]]:

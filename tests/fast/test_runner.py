@@ -222,9 +222,9 @@ def test_target_selection_keeps_the_full_matrix_cell_ids():
 
     matrix = load_matrix("paper-ebm")  # has an entry restricted to one target, kept or dropped
     full = plan_cells(matrix)
-    chosen = plan_cells(select_targets(matrix, ["mnist5k"]))
-    assert chosen and {c.target.label for c in chosen} == {"mnist5k"}
-    assert [c.cell_id for c in chosen] == [c.cell_id for c in full if c.target.label == "mnist5k"]
+    chosen = plan_cells(select_targets(matrix, ["mnist16"]))
+    assert chosen and {c.target.label for c in chosen} == {"mnist16"}
+    assert [c.cell_id for c in chosen] == [c.cell_id for c in full if c.target.label == "mnist16"]
 
 
 def test_sampler_selection_keeps_the_cell_ids_and_the_floors(tmp_path):

@@ -137,8 +137,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     reference = commands.add_parser(
         "ebm-reference", help="long seeded MALA runs on an image energy (from held-out data "
                               "and from noise): the reference samples of fid_ref")
-    reference.add_argument("--target", required=True, help="image energy target (ebm_digits, "
-                                                            "ebm_mnist5k)")
+    reference.add_argument("--target", required=True,
+                           help="image energy target (ebm_digits, ebm_mnist16, ebm_mnist5k)")
     reference.add_argument("--steps", type=int, required=True, help="MALA transitions per chain")
     reference.add_argument("--out", help="directory (default: benchmark/fid/references/TARGET)")
     reference.add_argument("--n", type=int,

@@ -121,7 +121,9 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from benchmark.plan.estimate import estimate_seconds
 
-        estimate = estimate_seconds(plan.todo, store.load())
+        cache = Path(args.cache)
+        cached = {path.stem for path in cache.glob("*.pt")} if cache.is_dir() else set()
+        estimate = estimate_seconds(plan.todo, store.load(), cached)
         borrowed = (f" ({estimate.borrowed} cells timed from the same sampler@budget on other "
                     f"targets)" if estimate.borrowed else "")
         print(f"estimate: {estimate.seconds:.1f} s from {estimate.sources} stored cells"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,20 +29,27 @@ class Estimate:
     without: int
 
 
-def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> Estimate:
+def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame,
+                     cached: Collection[str] = ()) -> Estimate:
     """Time estimate for ``cells`` from the timings of stored cells.
 
-    A stored cell took ``sample_seconds + train_seconds + sum of metric_seconds`` (training
-    counts when the row has it, including when the weights came from the cache, so estimates
-    err on the long side). Each planned cell is estimated by the median over stored cells with
-    the same (target, sampler, budget) and a finite ``sample_seconds`` (failed cells have none);
-    failing that, by the median over stored cells of its (sampler, budget) on other targets,
-    which is all a resumed matrix with whole targets still to run can go by. Medians, because
-    a cell that shared its core with other jobs can take ten times as long as its siblings.
+    A cell's own cost is ``sample_seconds + sum of metric_seconds``; a neural training is
+    charged once per trained-sampler key (:attr:`Cell.train_key`), as the runner trains it:
+    every budget of a PIS network, and a sampler and its ``+dn`` twin, share one training,
+    and a training whose weights are already in the cache (``cached``) costs nothing.
+
+    Each planned cell is estimated by the median over stored cells with the same (target,
+    sampler, budget) and a finite ``sample_seconds`` (failed cells have none); failing that,
+    by the median over stored cells of its (sampler, budget) on other targets, which is all a
+    resumed matrix with whole targets still to run can go by. A training likewise by the median
+    ``train_seconds`` of its (target, sampler), else of its sampler on other targets. Medians,
+    because a cell that shared its core with other jobs can take ten times as long as its
+    siblings.
 
     Args:
         cells: the cells to estimate.
         stored: rows of a results store (:meth:`benchmark.store.ResultsStore.load`).
+        cached: train keys whose trained weights are in the cache directory.
     """
     if stored.empty:
         return Estimate(0.0, 0, 0, len(cells))
@@ -53,16 +60,23 @@ def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> Estimate:
     per_cell = per_cell[np.isfinite(per_cell["sample"].astype(float))]
     per_cell = per_cell.assign(
         target=per_cell["target"].astype(str), sampler=per_cell["sampler"].astype(str),
-        budget=per_cell["budget"].astype(int),
-        seconds=per_cell["sample"] + per_cell["train"].fillna(0.0) + per_cell["metrics"])
+        budget=per_cell["budget"].astype(int), seconds=per_cell["sample"] + per_cell["metrics"],
+        train=per_cell["train"].astype(float))
+    trained = per_cell[np.isfinite(per_cell["train"])]
 
-    def medians(key: list[str]) -> dict[tuple, tuple[float, frozenset]]:
-        """Group key -> (median seconds, ids of the stored cells behind it)."""
-        return {name: (float(group["seconds"].median()), frozenset(group.index))
-                for name, group in per_cell.groupby(key)}
+    def medians(frame: pd.DataFrame, key: list[str], column: str
+                ) -> dict[tuple, tuple[float, frozenset]]:
+        """Group key -> (median of ``column``, ids of the stored cells behind it)."""
+        return {(name if isinstance(name, tuple) else (name,)):
+                (float(group[column].median()), frozenset(group.index))
+                for name, group in frame.groupby(key)}
 
-    exact, by_sampler = medians(["target", "sampler", "budget"]), medians(["sampler", "budget"])
+    exact = medians(per_cell, ["target", "sampler", "budget"], "seconds")
+    by_sampler = medians(per_cell, ["sampler", "budget"], "seconds")
+    train_exact = medians(trained, ["target", "sampler"], "train")
+    train_by_sampler = medians(trained, ["sampler"], "train")
     total, used, borrowed, without = 0.0, set(), 0, 0
+    charged = set(cached)
     for cell in cells:
         match = exact.get((cell.target.label, cell.sampler_label, cell.budget))
         if match is None:
@@ -73,4 +87,11 @@ def estimate_seconds(cells: Sequence[Cell], stored: pd.DataFrame) -> Estimate:
             borrowed += 1
         total += match[0]
         used |= match[1]
+        if cell.is_neural and cell.train_key not in charged:
+            charged.add(cell.train_key)
+            training = (train_exact.get((cell.target.label, cell.sampler_label))
+                        or train_by_sampler.get((cell.sampler_label,)))
+            if training is not None:
+                total += training[0]
+                used |= training[1]
     return Estimate(total, len(used), borrowed, without)

@@ -238,6 +238,22 @@ def test_dry_run_estimates_from_stored_timings(tmp_path, capsys, single_thread):
     assert len(_stored_files(store.root)) == 3  # a dry run runs nothing
 
 
+def test_dry_run_charges_each_training_once():
+    """A trained sampler serves every budget (PIS at K = 1 and 4 here), so its training time is
+    counted once per train key, and not at all when its weights are already cached."""
+    data = {"name": "estimate", "seeds": [0, 1, 2], "n": 16, "metrics": ["ksd"],
+            "targets": ["gaussian"], "samplers": [{"name": "pis", "budgets": [1, 4]}]}
+    cells = [c for c in plan_cells(parse_matrix(data)) if c.sampler is not None]
+    stored = pd.DataFrame([{"cell_id": c.cell_id, "target": c.target.label, "sampler": "pis",
+                            "budget": c.budget, "sample_seconds": 1.0, "train_seconds": 100.0,
+                            "metric_seconds": 0.5} for c in cells if c.seed == 0])
+    todo = [c for c in cells if c.seed != 0]
+    assert estimate_seconds(todo, stored).seconds == pytest.approx(2 * (100.0 + 2 * 1.5))
+    seed1 = next(c.train_key for c in todo if c.seed == 1)
+    assert estimate_seconds(todo, stored, cached={seed1}).seconds == pytest.approx(
+        100.0 + 4 * 1.5)
+
+
 def test_iterative_step_count_is_unchanged_by_the_deadline(tmp_path):
     """The deadline check is outside the step: a cell within its limit runs every step."""
     data = {"seeds": [0], "n": 8, "metrics": ["ksd"], "targets": ["gaussian"],

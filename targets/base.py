@@ -50,7 +50,8 @@ class Modes:
     weights: Tensor
 
     def assign(self, x: Tensor) -> Tensor:
-        """Index of the nearest mode location per sample, ``-1`` for non-finite rows.
+        """Mode index per sample (nearest location; subclasses override ``_label_finite``),
+        ``-1`` for non-finite rows.
 
         Args:
             x: ``(n, dim)`` samples.
@@ -58,14 +59,18 @@ class Modes:
         Returns:
             ``(n,)`` int64 on ``x.device``.
         """
-        locations = self.locations.to(device=x.device, dtype=x.dtype)
-        if x.ndim != 2 or x.shape[1] != locations.shape[1]:
+        if x.ndim != 2 or x.shape[1] != self.locations.shape[1]:
             raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
-                             f"shape {tuple(locations.shape)}")
+                             f"shape {tuple(self.locations.shape)}")
         finite = torch.isfinite(x).all(dim=1)
+        labels = self._label_finite(torch.where(finite[:, None], x, 0.0))
+        return torch.where(finite, labels, -1)
+
+    def _label_finite(self, x: Tensor) -> Tensor:
+        """Nearest location of each (finite) row, ``(n, dim) -> (n,)`` int64."""
+        locations = self.locations.to(device=x.device, dtype=x.dtype)
         # (n, K) squared distances: K is small (a handful of mixture components).
-        sq_dist = torch.cdist(torch.where(finite[:, None], x, 0.0), locations).square_()
-        return torch.where(finite, sq_dist.argmin(dim=1), -1)
+        return torch.cdist(x, locations).square_().argmin(dim=1)
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,9 @@ class LabelledModes(Modes):
 
     label: Callable[[Tensor], Tensor]
 
-    def assign(self, x: Tensor) -> Tensor:
-        """The target's label per sample, ``-1`` for non-finite rows. ``(n, dim) -> (n,)``."""
-        if x.ndim != 2 or x.shape[1] != self.locations.shape[1]:
-            raise ValueError(f"samples of shape {tuple(x.shape)} do not match mode locations of "
-                             f"shape {tuple(self.locations.shape)}")
-        finite = torch.isfinite(x).all(dim=1)
-        labels = self.label(torch.where(finite[:, None], x, 0.0)).long()
-        return torch.where(finite, labels, -1)
+    def _label_finite(self, x: Tensor) -> Tensor:
+        """The target's label of each (finite) row, ``(n, dim) -> (n,)`` int64."""
+        return self.label(x).long()
 
 
 class Target(abc.ABC):

@@ -296,6 +296,23 @@ def _command_compare(args: argparse.Namespace) -> int:
     return 1 if comparison["regression"].any() else 0
 
 
+def _command_claim(args: argparse.Namespace) -> int:
+    # Torch-free, like compare: imported here so that --help does not load pandas.
+    from benchmark.report.claims import claim_table, parse_row, render_claims
+    from benchmark.store import ResultsStore
+
+    store_dir = Path(args.store)
+    if not (store_dir / "cells").is_dir():
+        raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
+    a, b = parse_row(args.a), parse_row(args.b)
+    rows, _ = ResultsStore(store_dir).load_current()
+    table = claim_table(rows, a, b, args.metric, args.target)
+    if table.empty:
+        raise UsageError(f"{args.a} and {args.b} share no target and metric in '{store_dir}'")
+    print(render_claims(table, a, b))
+    return 0
+
+
 def _command_report(args: argparse.Namespace) -> int:
     from benchmark.report.html import write_report
 
@@ -439,6 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", action="append",
                          help="metric(s) to compare (default: all)")
     compare.set_defaults(handler=_command_compare)
+
+    claim = commands.add_parser(
+        "claim", help="A against B (sampler@budget) per target and metric by the paired "
+                      "two-standard-error rule: beats, on par or loses; with A's speed-up "
+                      "and break-even n over B")
+    claim.add_argument("store", help="results store directory")
+    claim.add_argument("a", help="row A as sampler@budget, e.g. dft_ns@1")
+    claim.add_argument("b", help="row B as sampler@budget, e.g. svgd@200")
+    claim.add_argument("--metric", action="append", help="metric(s) (default: all)")
+    claim.add_argument("--target", action="append", help="target(s) (default: all)")
+    claim.set_defaults(handler=_command_claim)
 
     plot = commands.add_parser(
         "plot", help="draw the figures of a results store (PNG + PDF) into STORE/figures/; "

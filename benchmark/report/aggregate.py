@@ -116,14 +116,44 @@ def best_entry(per_seed: pd.DataFrame, eligible: pd.Series, lower: bool) -> obje
     for other in per_seed.index:
         if other == candidate or per_seed.loc[other].isna().all():
             continue
-        differences = (sign * (per_seed.loc[other] - per_seed.loc[candidate])).dropna()
-        count = len(differences)
-        if count < 2:
-            return None  # seeds do not pair: no paired standard error
-        standard_error = differences.std(ddof=1) / math.sqrt(count)
-        if not differences.mean() > 2.0 * standard_error:
+        # "unpaired" (fewer than two common seeds) is not a win either.
+        difference = paired_difference(per_seed.loc[candidate], per_seed.loc[other], lower)
+        if verdict(*difference) != "beats":
             return None
     return candidate
+
+
+def paired_difference(a: pd.Series, b: pd.Series, lower: bool) -> tuple[float, float, int]:
+    """Mean and standard error of the per-seed difference in A's favour, and the seed count.
+
+    Args:
+        a, b: values indexed by seed (NaN where an entry has none at that seed).
+        lower: whether lower values are better.
+
+    Returns:
+        ``(mean, se, k)`` of ``d_s = ±(b_s − a_s)`` (positive favours A) over the k seeds
+        where both are finite; ``se`` is NaN below two seeds, ``mean`` too at none.
+    """
+    sign = 1.0 if lower else -1.0
+    differences = (sign * (b - a)).dropna()
+    count = len(differences)
+    if count == 0:
+        return math.nan, math.nan, 0
+    se = differences.std(ddof=1) / math.sqrt(count) if count > 1 else math.nan
+    return float(differences.mean()), float(se), count
+
+
+def verdict(mean: float, se: float, count: int) -> str:
+    """The paired rule for a difference in A's favour (:func:`paired_difference`):
+    ``beats`` if ``mean > 2 se``, ``loses`` if ``mean < −2 se``, else ``on par``;
+    ``unpaired`` below two common seeds (no paired standard error)."""
+    if count < 2 or not math.isfinite(se):
+        return "unpaired"
+    if mean > 2.0 * se:
+        return "beats"
+    if mean < -2.0 * se:
+        return "loses"
+    return "on par"
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

@@ -43,7 +43,7 @@ ANYTHING = frozenset({"cli", "tools"})
 #: Modules that must import without torch: what ``table``, ``compare`` and ``--help`` load.
 TORCH_FREE = ("benchmark.cli", "benchmark.fid.cli", "benchmark.schema", "benchmark.store",
               "benchmark.metrics.info", "benchmark.plan.plugins", "benchmark.report.tables",
-              "benchmark.report.compare")
+              "benchmark.report.compare", "benchmark.report.claims")
 
 
 def area(module: str) -> str:
@@ -274,10 +274,10 @@ def tiny_store(tmp_path_factory) -> Path:
     return store
 
 
-@pytest.mark.parametrize("command", ["table", "compare", "--help"])
+@pytest.mark.parametrize("command", ["table", "compare", "claim", "--help"])
 def test_commands_that_read_a_store_start_without_torch(command, tiny_store):
     arguments = {"table": [str(tiny_store)], "compare": [str(tiny_store), str(tiny_store)],
-                 "--help": []}[command]
+                 "claim": [str(tiny_store), "dft_ns_tiny@1", "svgd@10"], "--help": []}[command]
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmark", command,
                              *arguments], cwd=tiny_store.parent, capture_output=True,
                             text=True, timeout=120)

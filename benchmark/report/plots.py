@@ -256,8 +256,9 @@ FIGURES: dict[str, FigureSpec] = {
                    "amortised", quality_vs_seconds),
         FigureSpec("training_blr", "BLR test accuracy and moment errors vs training "
                    "iteration (Figure 4; training histories)", training_blr),
-        FigureSpec("fig3_ebm", "image EBMs: DFT-NS one step vs annealed Langevin 200 steps, "
-                   "with and without denoising (Figure 3; stored samples)", figure3),
+        FigureSpec("fig3_ebm", "image targets: test images beside DFT-NS and KL-NS one step, "
+                   "annealed Langevin at 200 and 2,700 steps ± denoising, exact draws "
+                   "(Figure 3; stored samples)", figure3),
         FigureSpec("training_fid", "image EBMs: log FID (data, EBM reference) vs training "
                    "iteration with 200-step MCMC lines (Figure 5; histories)", training_fid),
         FigureSpec("scaling", "KSD and seconds per cell vs dimension d (gaussian_d, funnel_d)",

@@ -1,9 +1,11 @@
 """Image-EBM figures (the paper's Figures 3 and 5), pure functions of the results store.
 
-* ``fig3_ebm``: one row per image target, one panel per sampler@steps of :data:`FIG3_PANELS`
-  (one-step DFT-NS, without and with the final denoising step ``+dn``, one-step KL-NS, and
-  annealed Langevin at 200 steps without and with ``+dn``), each a mosaic of the first
-  :data:`MOSAIC` stored samples of the lowest stored seed. Pixels are shown clipped to
+* ``fig3_ebm``: one row per image target. The first panel shows test images of the target's
+  dataset (what the samples should look like), then one panel per :data:`FIG3_PANELS` entry:
+  one-step DFT-NS without and with the final denoising step ``+dn``, one-step KL-NS, annealed
+  Langevin at 200 steps without and with ``+dn``, the 2,700-step reference schedule with
+  ``+dn``, and, on exact-sample targets, the floor row's exact draws. Each is a mosaic of the
+  first :data:`MOSAIC` stored samples of the lowest stored seed. Pixels are shown clipped to
   ``[0, 1]`` (the data range; the samples themselves are stored unclipped).
 * ``training_fid``: log FID against the data and against the EBM reference (the two views of
   docs/metrics.md#why-two-fid-views) vs training iteration, from the ``fid_data_eval`` /
@@ -15,7 +17,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,12 +28,30 @@ from matplotlib.figure import Figure
 from benchmark.report.aggregate import aggregate, natural_key
 from benchmark.report.plots_blr import training_curves
 from benchmark.report.plots_common import MissingData, PlotData, figure_style, new_figure
-from benchmark.schema import denoised_label
+from benchmark.schema import REFERENCE_LABEL, denoised_label
 
-#: ``(sampler label, budget)`` of each panel of Figure 3, in order.
-FIG3_PANELS: tuple[tuple[str, int], ...] = (
-    ("dft_ns", 1), (denoised_label("dft_ns"), 1), ("kl_ns", 1),
-    ("annealed_langevin", 200), (denoised_label("annealed_langevin"), 200))
+
+@dataclass(frozen=True)
+class Panel:
+    """One sample panel of Figure 3: the first of ``labels`` with stored samples at ``budget``
+    (several labels where matrices name one schedule differently per target)."""
+
+    title: str
+    labels: tuple[str, ...]
+    budget: int
+
+
+#: The sample panels of Figure 3, in order, after the test images.
+FIG3_PANELS: tuple[Panel, ...] = (
+    Panel("dft_ns@1", ("dft_ns",), 1),
+    Panel("dft_ns+dn@1", (denoised_label("dft_ns"),), 1),
+    Panel("kl_ns@1", ("kl_ns",), 1),
+    Panel("annealed_langevin@200", ("annealed_langevin",), 200),
+    Panel("annealed_langevin+dn@200", (denoised_label("annealed_langevin"),), 200),
+    Panel("annealed_langevin_ref+dn@2700", (denoised_label("annealed_langevin_ref"),
+                                            denoised_label("annealed_langevin_ref_1seed")), 2700),
+    Panel("exact samples", (REFERENCE_LABEL,), 0),
+)
 MOSAIC = 64  # samples per panel (an 8 × 8 mosaic)
 #: History metric -> (table metric of the MCMC lines, axis label).
 FID_HISTORY = {"fid_data_eval": ("fid_data", "FID vs data"),
@@ -65,34 +87,57 @@ def _image_targets(rows: pd.DataFrame) -> list[str]:
     return sorted(targets, key=natural_key)
 
 
+def held_out_images(rows: pd.DataFrame, target: str, count: int = MOSAIC) -> np.ndarray | None:
+    """``count`` test-split images ``(count, H·W)`` of an image target's dataset, a seeded
+    random choice (some splits are stored in label order), or ``None`` when the target or its
+    data cannot be loaded here (a plug-in target, missing files)."""
+    import torch
+
+    from targets import TARGETS
+    from targets.datasets import load_dataset
+
+    first = rows[rows["target"].eq(target)].iloc[0]
+    try:
+        params = json.loads(first["target_params"]) if first["target_params"] else {}
+        dataset = load_dataset(TARGETS[str(first["target_name"])](**params).dataset)
+    except Exception:  # noqa: BLE001 - the panel says "unavailable" instead of failing
+        return None
+    chosen = torch.randperm(len(dataset.x_test), generator=torch.Generator().manual_seed(0))
+    return dataset.x_test[chosen[:count]].flatten(1).double().numpy()
+
+
 def figure3(data: PlotData) -> Figure:
-    """Figure 3: sample mosaics of one-step DFT-NS vs 200-step annealed Langevin, ± denoising."""
+    """Figure 3: test images, then sample mosaics of the :data:`FIG3_PANELS` rows."""
     rows = data.rows
     targets = _image_targets(rows)
     cells = rows.drop_duplicates("cell_id")
+    cells = cells[cells["status"].eq("ok")].sort_values("seed")
     found = False
     with figure_style():
-        figure, axes = new_figure(len(targets), len(FIG3_PANELS), (2.2, 2.4))
+        figure, axes = new_figure(len(targets), 1 + len(FIG3_PANELS), (2.2, 2.4))
         for r, target in enumerate(targets):
-            for c, (label, budget) in enumerate(FIG3_PANELS):
-                ax = axes[r, c]
-                ax.set_axis_off()
-                ax.set_title(f"{target}: {label}@{budget}", fontsize=7)
-                match = cells[cells["target"].eq(target) & cells["sampler"].eq(label)
-                              & cells["budget"].astype(int).eq(budget)
-                              & cells["status"].eq("ok")].sort_values("seed")
+            images = held_out_images(rows, target)
+            _show(axes[r, 0], f"{target}: test images", images, "test images unavailable")
+            for c, panel in enumerate(FIG3_PANELS, start=1):
+                match = cells[cells["target"].eq(target) & cells["sampler"].isin(panel.labels)
+                              & cells["budget"].astype(int).eq(panel.budget)]
                 stored = [cell for cell in match["cell_id"] if data.has_samples(cell)]
-                if not stored:
-                    ax.text(0.5, 0.5, "no stored samples", ha="center", va="center",
-                            fontsize=7, transform=ax.transAxes)
-                    continue
-                ax.imshow(mosaic(data.samples(stored[0])), cmap="gray", vmin=0.0, vmax=1.0,
-                          interpolation="nearest")
-                found = True
+                samples = data.samples(stored[0]) if stored else None
+                _show(axes[r, c], f"{target}: {panel.title}", samples, "no stored samples")
+                found = found or samples is not None
     if not found:
         raise MissingData("no stored samples of the Figure-3 samplers "
-                          f"({', '.join(f'{s}@{b}' for s, b in FIG3_PANELS)})")
+                          f"({', '.join(panel.title for panel in FIG3_PANELS)})")
     return figure
+
+
+def _show(ax, title: str, images: np.ndarray | None, missing: str) -> None:
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=7)
+    if images is None:
+        ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+    else:
+        ax.imshow(mosaic(images), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
 def undenoised_twins(rows: pd.DataFrame) -> dict[tuple[str, str], str]:

@@ -105,14 +105,9 @@ def _mean(values: list[float]) -> float:
 
 def held_out_images(target: Target, n: int, seed: int) -> Tensor:
     """``n`` test-split images of the target's dataset (seeded subset), flat ``(n, d)``."""
-    from targets.datasets import load_dataset
+    from targets.datasets import held_out_images as dataset_images
 
-    test = load_dataset(target.dataset).x_test
-    if not 1 <= n <= len(test):
-        raise ValueError(f"n must be in [1, {len(test)}] (the test split of "
-                         f"'{target.dataset}'), got {n}")
-    subset = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
-    return test[subset.sort().values].reshape(n, -1).to(device=target.device, dtype=target.dtype)
+    return dataset_images(target.dataset, n, seed).to(device=target.device, dtype=target.dtype)
 
 
 def energy_checksum(target: Target) -> str:

@@ -87,23 +87,20 @@ def _image_targets(rows: pd.DataFrame) -> list[str]:
     return sorted(targets, key=natural_key)
 
 
-def held_out_images(rows: pd.DataFrame, target: str, count: int = MOSAIC) -> np.ndarray | None:
-    """``count`` test-split images ``(count, H·W)`` of an image target's dataset, a seeded
-    random choice (some splits are stored in label order), or ``None`` when the target or its
-    data cannot be loaded here (a plug-in target, missing files)."""
-    import torch
-
+def dataset_panel(rows: pd.DataFrame, target: str, count: int = MOSAIC) -> np.ndarray | None:
+    """``count`` test-split images ``(count, H·W)`` of an image target's dataset (a seeded
+    subset: some splits are stored in label order), or ``None`` when the target or its data
+    cannot be loaded here (a plug-in target, missing files)."""
     from targets import TARGETS
-    from targets.datasets import load_dataset
+    from targets.datasets import held_out_images
 
     first = rows[rows["target"].eq(target)].iloc[0]
     try:
         params = json.loads(first["target_params"]) if first["target_params"] else {}
-        dataset = load_dataset(TARGETS[str(first["target_name"])](**params).dataset)
+        dataset = TARGETS[str(first["target_name"])](**params).dataset
+        return held_out_images(dataset, count, seed=0).double().numpy()
     except Exception:  # noqa: BLE001 - the panel says "unavailable" instead of failing
         return None
-    chosen = torch.randperm(len(dataset.x_test), generator=torch.Generator().manual_seed(0))
-    return dataset.x_test[chosen[:count]].flatten(1).double().numpy()
 
 
 def figure3(data: PlotData) -> Figure:
@@ -116,7 +113,7 @@ def figure3(data: PlotData) -> Figure:
     with figure_style():
         figure, axes = new_figure(len(targets), 1 + len(FIG3_PANELS), (2.2, 2.4))
         for r, target in enumerate(targets):
-            images = held_out_images(rows, target)
+            images = dataset_panel(rows, target)
             _show(axes[r, 0], f"{target}: test images", images, "test images unavailable")
             for c, panel in enumerate(FIG3_PANELS, start=1):
                 match = cells[cells["target"].eq(target) & cells["sampler"].isin(panel.labels)

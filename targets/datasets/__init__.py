@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from targets.datasets.base import Dataset, DatasetUnavailable, cache_dir, seeded_split, sha256_of
 
 DATASETS: dict[str, Callable[..., Dataset]] = {}
@@ -32,5 +34,16 @@ def load_dataset(name: str, **options) -> Dataset:
     return DATASETS[name](**options)
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetUnavailable", "cache_dir", "load_dataset",
-           "seeded_split", "sha256_of"]
+def held_out_images(name: str, n: int, seed: int) -> torch.Tensor:
+    """``n`` test-split images of dataset ``name``, a seeded subset in split order, flat
+    ``(n, C·H·W)``: the starts of the EBM reference's data run and the test-image panels of
+    the figures (a random subset, since some splits are stored in label order)."""
+    test = load_dataset(name).x_test
+    if not 1 <= n <= len(test):
+        raise ValueError(f"n must be in [1, {len(test)}] (the test split of '{name}'), got {n}")
+    subset = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
+    return test[subset.sort().values].reshape(n, -1)
+
+
+__all__ = ["DATASETS", "Dataset", "DatasetUnavailable", "cache_dir", "held_out_images",
+           "load_dataset", "seeded_split", "sha256_of"]

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from benchmark.plan.cells import plan_cells, resolved_params
 from benchmark.plan.matrix import parse_matrix as parse_matrix_in
-from benchmark.report.plots_ebm import held_out_images, mosaic
+from benchmark.report.plots_ebm import dataset_panel, mosaic
 from benchmark.report.summary import SUMMARY_LAYOUTS, derived_costs, summary_table
 from benchmark.run.runner import run_cell
 from benchmark.schema import MatrixError
@@ -285,7 +285,7 @@ def test_figure3_test_images_are_a_seeded_spread_of_the_targets_test_split():
 
     rows = pd.DataFrame({"target": ["digits", "plugin"], "target_name": ["ebm_digits", "nowhere"],
                          "target_params": ["{}", "{}"]})
-    images = held_out_images(rows, "digits", count=64)
+    images = dataset_panel(rows, "digits", count=64)
     test = load_dataset("digits")
     assert images.shape == (64, 64) and 0.0 <= images.min() and images.max() <= 1.0
     # Each shown image is a test image, and the choice covers several classes (a split stored
@@ -293,5 +293,5 @@ def test_figure3_test_images_are_a_seeded_spread_of_the_targets_test_split():
     flat = test.x_test.flatten(1).double().numpy()
     found = [int(np.flatnonzero((flat == image).all(axis=1))[0]) for image in images]
     assert len(set(test.y_test[found].tolist())) >= 5
-    assert np.array_equal(images, held_out_images(rows, "digits", count=64))  # seeded
-    assert held_out_images(rows, "plugin") is None  # unknown target: the panel says unavailable
+    assert np.array_equal(images, dataset_panel(rows, "digits", count=64))  # seeded
+    assert dataset_panel(rows, "plugin") is None  # unknown target: the panel says unavailable

@@ -203,3 +203,17 @@ def test_scaling_figure_reads_the_dimension_from_target_params(tmp_path):
 def test_scaling_figure_needs_targets_with_a_dimension(tmp_path):
     with pytest.raises(MissingData, match="'dim' parameter"):
         scaling_points(PlotData.load(build_store(tmp_path, False, False).root).rows)
+
+
+def test_scaling_figure_skips_a_store_with_one_dimension_per_family(tmp_path):
+    # Like the standard store: gaussian_d at d = 50 and funnel_d at d = 10, no trend in either.
+    store = ResultsStore(tmp_path)
+    for family, dim in (("gaussian_d", 50), ("funnel_d", 10)):
+        for seed in SEEDS:
+            cell_id = f"{family}{dim}-mala-{seed}"
+            row = _row(cell_id, "mala", 100, seed, 0.1 * (1 + seed), {}, math.nan)
+            row.update(target=f"{family}{dim}", target_name=family,
+                       target_params=json.dumps({"dim": dim}))
+            store.write_cell(cell_id, [row])
+    (result,) = write_figures(tmp_path, names=["scaling"])
+    assert result.skipped == "scaling needs a target family at two or more dimensions"

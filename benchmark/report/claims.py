@@ -12,8 +12,8 @@ one named pair instead of a whole column. Over the k seeds where both rows have 
 Pairing matters: the runner draws common random numbers per (target, seed), so the evaluation
 noise that both rows share cancels in ``d``. Beside the verdict the table carries each row's
 mean ± s.e., the floor (a "win" below the floor is usually missed mass, not excellence), and
-the cost comparison of :func:`benchmark.report.summary.derived_costs` with B as the baseline:
-A's sampling speed-up over B and, when A was trained, the break-even number of samples.
+the costs (:func:`cost_comparison`): A's sampling speed-up over B and, when either was trained,
+the break-even number of samples.
 
 Command: ``python -m benchmark claim STORE A B [--metric M ...] [--target T ...]``, e.g.
 ``python -m benchmark claim results/paper-2d dft_ns@1 svgd@200 --target donut``.
@@ -28,7 +28,7 @@ import pandas as pd
 from benchmark.metrics.info import lower_is_better
 from benchmark.report.aggregate import aggregate, natural_key, paired_difference, verdict
 from benchmark.report.formatting import format_count, format_ratio, render_markdown
-from benchmark.report.summary import cell_costs, derived_costs
+from benchmark.report.summary import cell_costs
 from benchmark.schema import UsageError
 
 #: Columns of :func:`claim_table`.
@@ -43,6 +43,39 @@ def parse_row(text: str) -> tuple[str, int]:
     if not label or not budget.isdigit():
         raise UsageError(f"'{text}' is not sampler@budget (for example dft_ns@1 or svgd@200)")
     return label, int(budget)
+
+
+def cost_comparison(costs: pd.DataFrame, target: str, a: tuple[str, int],
+                    b: tuple[str, int]) -> tuple[float, float]:
+    """A's sampling speed-up over B, and the break-even number of samples.
+
+    With training seconds ``T`` (0 for an untrained sampler) and sampling seconds per sample
+    ``t``, the total cost of ``N`` samples is ``T + N t``. The break-even ``N*`` is the number
+    of samples from which A's total stays below B's: ``max(0, (T_A − T_B) / (t_B − t_A))`` when
+    A samples faster, ``inf`` (never) when it does not; NaN when neither was trained (two
+    iterative samplers: the speed-up says it all) or when the rows differ in n or device.
+
+    Args:
+        costs: :func:`benchmark.report.summary.cell_costs` of the two rows.
+        target: the target label.
+        a, b: ``(sampler label, budget)``.
+    """
+    keys = [(target, *row) for row in (a, b)]
+    if not all(key in costs.index for key in keys):
+        return math.nan, math.nan
+    first, second = (costs.loc[key] for key in keys)
+    if (first["n"] != second["n"] or first["device"] != second["device"]
+            or not first["per_sample"] > 0):
+        return math.nan, math.nan
+    speedup = float(second["per_sample"] / first["per_sample"])
+    trained = [float(row["train_seconds"]) for row in (first, second)]
+    if not any(math.isfinite(seconds) for seconds in trained):
+        return speedup, math.nan
+    train_a, train_b = (seconds if math.isfinite(seconds) else 0.0 for seconds in trained)
+    saving = float(second["per_sample"] - first["per_sample"])  # per sample, in A's favour
+    if saving <= 0:
+        return speedup, math.inf
+    return speedup, max(0.0, (train_a - train_b) / saving)
 
 
 def claim_table(rows: pd.DataFrame, a: tuple[str, int], b: tuple[str, int],
@@ -83,7 +116,7 @@ def claim_table(rows: pd.DataFrame, a: tuple[str, int], b: tuple[str, int],
     if targets:
         frame = frame[frame["target"].isin(targets)]
     summary = aggregate(frame).set_index(["target", "sampler", "budget", "metric"])
-    costs = derived_costs(cell_costs(frame[frame["sampler"].isin([a[0], b[0]])]), b)
+    costs = cell_costs(frame[frame["sampler"].isin([a[0], b[0]])])
     usable = frame[frame["status"].eq("ok")]
     lines = []
     for (target, metric), group in usable.groupby(["target", "metric"], sort=False):
@@ -93,7 +126,7 @@ def claim_table(rows: pd.DataFrame, a: tuple[str, int], b: tuple[str, int],
             continue
         mean, se, count = paired_difference(values[a], values[b], lower_is_better(metric))
         stats = {row: summary.loc[(target, *row, metric)] for row in (a, b)}
-        cost = costs.loc[(target, *a)] if (target, *a) in costs.index else None
+        speedup, break_even = cost_comparison(costs, target, a, b)
         lines.append({
             "target": target, "metric": metric,
             "a_mean": stats[a]["mean"], "a_se": stats[a]["se"],
@@ -102,8 +135,7 @@ def claim_table(rows: pd.DataFrame, a: tuple[str, int], b: tuple[str, int],
             "b_below_floor": bool(stats[b]["below_floor"]),
             "floor": stats[a]["floor_mean"], "difference": mean, "difference_se": se,
             "seeds": count, "verdict": verdict(mean, se, count),
-            "speedup": math.nan if cost is None else cost["speedup"],
-            "break_even": math.nan if cost is None else cost["break_even"]})
+            "speedup": speedup, "break_even": break_even})
     table = pd.DataFrame(lines, columns=CLAIM_COLUMNS)
     order = table["target"].map(natural_key).tolist() if len(table) else []
     return (table.assign(_order=order).sort_values(["_order", "metric"], kind="mergesort")
@@ -140,6 +172,6 @@ def render_claims(table: pd.DataFrame, a: tuple[str, int], b: tuple[str, int]) -
                f"favours A; A beats B if it exceeds two standard errors, loses if below minus "
                f"two, else on par. †: below the floor by more than two standard errors "
                f"(usually missed mass, not excellence). Speed-up: B's sampling seconds per "
-               f"sample over A's; break-even n: samples after which A's training + sampling "
-               f"costs less than B's sampling.")
+               f"sample over A's; break-even n: samples from which A's training + sampling "
+               f"costs less than B's (never: A samples no faster).")
     return render_markdown(body) + "\n\n" + caption + "\n"

@@ -111,3 +111,24 @@ def test_the_command_prints_the_verdicts_and_exits_2_on_bad_input(tmp_path: Path
     assert "is not sampler@budget" in capsys.readouterr().err
     assert main(["claim", str(tmp_path / "nowhere"), "dft_ns@1", "svgd@200"]) == 2
     assert "no results in" in capsys.readouterr().err
+
+
+def test_break_even_counts_both_trainings_and_is_absent_between_two_chains():
+    rows = _rows()
+    rows["train_seconds"] = rows["train_seconds"].astype(float)
+    b_rows = rows["sampler"] == B[0]
+    # B trained for 30 s: A's 100 s pay back after (100 − 30) / (0.1 − 0.001) samples.
+    trained = rows.assign(train_seconds=rows["train_seconds"].where(~b_rows, 30.0))
+    table = claim_table(trained, A, B, metrics=["energy_distance"], targets=["donut"])
+    assert table["break_even"].iloc[0] == pytest.approx(70.0 / 0.099)
+    # B trained longer than A: A is cheaper from the first sample.
+    longer = rows.assign(train_seconds=rows["train_seconds"].where(~b_rows, 500.0))
+    assert claim_table(longer, A, B, targets=["donut"])["break_even"].tolist() == [0.0, 0.0]
+    # A samples slower than B: never.
+    slower = rows.assign(sample_seconds=rows["sample_seconds"].where(b_rows, 20.0))
+    assert claim_table(slower, A, B, targets=["donut"])["break_even"].tolist() == [math.inf] * 2
+    # Neither trained (two chains): the speed-up only.
+    chains = rows.assign(train_seconds=math.nan)
+    table = claim_table(chains, A, B, targets=["donut"])
+    assert table["break_even"].isna().all()
+    assert table["speedup"].tolist() == pytest.approx([100.0] * 2)

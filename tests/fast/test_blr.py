@@ -337,3 +337,14 @@ def test_minibatch_dft_uses_one_exact_score_when_the_batch_covers_the_data(breas
     DFTNSMinibatch(sigma=0.05, score_batch_size=91).surrogate(x, noise, counting, lambda p: -p,
                                                              make_generator(0))
     assert counting.num_evaluations == pytest.approx(2 * 4 * 91 / 455)  # two batches of 91
+
+
+def test_length_scale_is_the_smallest_reference_posterior_sd(breast_cancer):
+    # Neural samplers set sigma = sigma_fraction x length_scale on every family; on BLR that
+    # is the narrowest posterior direction of the stored reference run.
+    std = breast_cancer.reference()["std"]
+    assert breast_cancer.length_scale == float(std.min())
+    assert 0.5 < breast_cancer.length_scale < 1.0  # 0.694 (log alpha is not the narrowest)
+    no_reference = make_target("blr", dataset="synthetic", num_data=200, num_features=3,
+                               data_seed=1)
+    assert no_reference.reference() is None and no_reference.length_scale is None

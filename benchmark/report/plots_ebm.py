@@ -33,8 +33,9 @@ from benchmark.schema import REFERENCE_LABEL, denoised_label
 
 @dataclass(frozen=True)
 class Panel:
-    """One sample panel of Figure 3: the first of ``labels`` with stored samples at ``budget``
-    (several labels where matrices name one schedule differently per target)."""
+    """One sample panel of Figure 3: the stored samples of the lowest seed among the cells of
+    any of ``labels`` at ``budget`` (several labels where a matrix names one schedule
+    differently per target, as ``paper-ebm`` does for mnist16's single-seed 2,700-step run)."""
 
     title: str
     labels: tuple[str, ...]

@@ -43,10 +43,21 @@ from targets.base import Target
 #: ``sigma`` on a target that declares no ``length_scale`` (the CPU prototype's 2-D value).
 FALLBACK_SIGMA = 0.05
 
-#: ``hidden_width = None`` means ``max(MIN_WIDTH, WIDTH_PER_DIM * d)``: 256 up to d = 64, then
-#: growing with d, so the networks' first layer never narrows below four units per coordinate.
+#: ``hidden_width = None`` means :func:`default_width`: 256 up to d = 64, then four units per
+#: coordinate (so the first layer never narrows below that), up to MAX_WIDTH.
 MIN_WIDTH = 256
 WIDTH_PER_DIM = 4
+#: The cap is set by cost, not quality. At d = 1024 (the 32 × 32 image targets) four units per
+#: coordinate means 4,096-unit layers, ~42M parameters per network: one DFT-NS iteration at
+#: batch 128 took 5.1 s on one CPU thread against 0.92 s at 1,024 units (``mfa_mnist``, loaded
+#: 2-core machine), i.e. ~4 h per 3,000-iteration training. 1,024 keeps one unit per
+#: coordinate there, and changes no target below d = 257.
+MAX_WIDTH = 1024
+
+
+def default_width(dim: int) -> int:
+    """Hidden width of both networks when ``hidden_width`` is ``None``: ``clip(4 d, 256, 1024)``."""
+    return min(MAX_WIDTH, max(MIN_WIDTH, WIDTH_PER_DIM * int(dim)))
 
 #: Draws of the initial law that set a residual generator's starting moments (error ~1%).
 INITIAL_LAW_DRAWS = 8192
@@ -95,7 +106,9 @@ class NeuralParams:
         latent_dim: ``d_z``; ``None`` means the target's dimension (a residual generator needs
             ``d_z = d``).
         hidden_width: units per hidden layer of both networks; ``None`` means
-            ``max(MIN_WIDTH, WIDTH_PER_DIM · d)`` — 256 up to d = 64, then growing with d.
+            :func:`default_width`, ``clip(4 d, 256, 1024)``: 256 up to d = 64, then four
+            units per coordinate, capped at 1,024 for cost (the 32 × 32 image targets; see
+            ``MAX_WIDTH``).
         hidden_depth: hidden layers of both networks (3).
         activation: a key of :data:`samplers.neural.networks.ACTIVATIONS` (SiLU: smooth, as
             the input derivatives of the score network require).
@@ -303,7 +316,7 @@ class NeuralImplicitSampler(NeuralSampler):
         init_generator = torch.Generator().manual_seed(seed)
         params = self.params
         latent_dim = int(params.latent_dim or dim)
-        width = params.hidden_width or max(MIN_WIDTH, WIDTH_PER_DIM * int(dim))
+        width = params.hidden_width or default_width(dim)
         common = dict(width=width, depth=params.hidden_depth,
                       activation=params.activation, device=device, dtype=dtype,
                       init_generator=init_generator)

@@ -7,6 +7,7 @@ import torch
 
 from samplers.neural import DFTNS
 from samplers.neural.networks import MLP, ResidualMLP
+from samplers.neural.training import default_width
 from targets import make_target
 from targets.base import make_generator
 
@@ -46,3 +47,18 @@ def test_residual_sampler_checkpoint_round_trips():
 def test_unknown_architecture_names_the_choices():
     with pytest.raises(ValueError, match="valid choices: mlp, residual"):
         DFTNS(generator_architecture="transformer")
+
+
+@pytest.mark.parametrize(("dim", "width"), [(1, 256), (64, 256), (65, 260), (100, 400),
+                                            (256, 1024), (257, 1024), (1024, 1024)])
+def test_default_width_is_four_units_per_coordinate_between_256_and_1024(dim, width):
+    assert default_width(dim) == width
+
+
+def test_a_sampler_without_hidden_width_builds_networks_of_the_default_width():
+    target = make_target("gaussian_d", dim=100)
+    sampler = DFTNS(hidden_depth=1, score_warmup=0)
+    sampler.init_training(target, 0, make_generator(0, "cpu"))
+    widths = {m.out_features for m in sampler.generator_net.modules()
+              if isinstance(m, torch.nn.Linear)}
+    assert default_width(100) in widths

@@ -28,7 +28,7 @@ import pandas as pd
 from benchmark.metrics.info import lower_is_better
 from benchmark.report.aggregate import aggregate, natural_key, paired_difference, verdict
 from benchmark.report.formatting import format_count, format_ratio, render_markdown
-from benchmark.report.summary import cell_costs
+from benchmark.report.summary import cell_costs, speedup_and_break_even
 from benchmark.schema import UsageError
 
 #: Columns of :func:`claim_table`.
@@ -47,13 +47,8 @@ def parse_row(text: str) -> tuple[str, int]:
 
 def cost_comparison(costs: pd.DataFrame, target: str, a: tuple[str, int],
                     b: tuple[str, int]) -> tuple[float, float]:
-    """A's sampling speed-up over B, and the break-even number of samples.
-
-    With training seconds ``T`` (0 for an untrained sampler) and sampling seconds per sample
-    ``t``, the total cost of ``N`` samples is ``T + N t``. The break-even ``N*`` is the number
-    of samples from which A's total stays below B's: ``max(0, (T_A − T_B) / (t_B − t_A))`` when
-    A samples faster, ``inf`` (never) when it does not; NaN when neither was trained (two
-    iterative samplers: the speed-up says it all) or when the rows differ in n or device.
+    """A's sampling speed-up over B and the break-even number of samples, counting both rows'
+    training (:func:`benchmark.report.summary.speedup_and_break_even`); NaN for a missing row.
 
     Args:
         costs: :func:`benchmark.report.summary.cell_costs` of the two rows.
@@ -63,19 +58,7 @@ def cost_comparison(costs: pd.DataFrame, target: str, a: tuple[str, int],
     keys = [(target, *row) for row in (a, b)]
     if not all(key in costs.index for key in keys):
         return math.nan, math.nan
-    first, second = (costs.loc[key] for key in keys)
-    if (first["n"] != second["n"] or first["device"] != second["device"]
-            or not first["per_sample"] > 0):
-        return math.nan, math.nan
-    speedup = float(second["per_sample"] / first["per_sample"])
-    trained = [float(row["train_seconds"]) for row in (first, second)]
-    if not any(math.isfinite(seconds) for seconds in trained):
-        return speedup, math.nan
-    train_a, train_b = (seconds if math.isfinite(seconds) else 0.0 for seconds in trained)
-    saving = float(second["per_sample"] - first["per_sample"])  # per sample, in A's favour
-    if saving <= 0:
-        return speedup, math.inf
-    return speedup, max(0.0, (train_a - train_b) / saving)
+    return speedup_and_break_even(costs.loc[keys[0]], costs.loc[keys[1]])
 
 
 def claim_table(rows: pd.DataFrame, a: tuple[str, int], b: tuple[str, int],

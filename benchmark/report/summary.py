@@ -168,15 +168,43 @@ def baseline_label(denoise: bool, baseline: str) -> str:
     return denoised_label(baseline) if denoise else baseline
 
 
+def speedup_and_break_even(record: pd.Series, base: pd.Series) -> tuple[float, float]:
+    """A row's sampling speed-up over a baseline row, and the break-even number of samples.
+
+    With training seconds ``T`` (0 for an untrained sampler) and sampling seconds per sample
+    ``t``, ``N`` samples cost ``T + N t``. The break-even ``N*`` is the number of samples from
+    which the row's total stays below the baseline's: ``max(0, (T − T_base) / (t_base − t))``
+    when the row samples faster, ``inf`` (never) when it does not, NaN when neither row was
+    trained (the speed-up says it all). Both are NaN when the rows differ in ``n`` or device.
+
+    Args:
+        record, base: rows of :func:`cell_costs` (``per_sample``, ``train_seconds``, ``n``,
+            ``device``).
+    """
+    if (base["n"] != record["n"] or base["device"] != record["device"]
+            or not record["per_sample"] > 0):
+        return math.nan, math.nan
+    speedup = float(base["per_sample"] / record["per_sample"])
+    trained = [float(row["train_seconds"]) for row in (record, base)]
+    if not any(math.isfinite(seconds) for seconds in trained):
+        return speedup, math.nan  # nothing to amortise
+    train, train_base = (seconds if math.isfinite(seconds) else 0.0 for seconds in trained)
+    saving = float(base["per_sample"] - record["per_sample"])  # per sample, in the row's favour
+    if saving <= 0:
+        return speedup, math.inf
+    return speedup, max(0.0, (train - train_base) / saving)
+
+
 def derived_costs(costs: pd.DataFrame, baseline: tuple[str, int] | None) -> pd.DataFrame:
-    """``costs`` plus ``per_1000``, ``speedup`` and ``break_even`` (see the module docstring).
+    """``costs`` plus ``per_1000``, ``speedup`` and ``break_even`` (see the module docstring
+    and :func:`speedup_and_break_even`).
 
     The baseline must share the row's target, n and device; otherwise both ratios are NaN
     (as they are without a baseline).
     """
     out = costs.copy()
     out["per_1000"] = 1000.0 * out["per_sample"]
-    speedups, break_evens = [], []
+    pairs = []
     for (target, _, _), record in out.iterrows():
         base = None
         if baseline is not None:
@@ -184,21 +212,10 @@ def derived_costs(costs: pd.DataFrame, baseline: tuple[str, int] | None) -> pd.D
             if key not in out.index and record["denoise"]:
                 key = (target, baseline[0], baseline[1])  # no denoised baseline stored
             base = out.loc[key] if key in out.index else None
-        if (base is None or base["n"] != record["n"] or base["device"] != record["device"]
-                or not record["per_sample"] > 0):
-            speedups.append(math.nan)
-            break_evens.append(math.nan)
-            continue
-        speedups.append(float(base["per_sample"] / record["per_sample"]))
-        train = float(record["train_seconds"])
-        if not math.isfinite(train):
-            break_evens.append(math.nan)  # nothing to amortise
-        elif base["per_sample"] > record["per_sample"]:
-            break_evens.append(train / float(base["per_sample"] - record["per_sample"]))
-        else:
-            break_evens.append(math.inf)
-    out["speedup"] = speedups
-    out["break_even"] = break_evens
+        pairs.append((math.nan, math.nan) if base is None
+                     else speedup_and_break_even(record, base))
+    out["speedup"] = [speedup for speedup, _ in pairs]
+    out["break_even"] = [break_even for _, break_even in pairs]
     return out
 
 

@@ -40,6 +40,7 @@ class Panel:
     title: str
     labels: tuple[str, ...]
     budget: int
+    missing: str = "no stored samples"  # what the empty panel says
 
 
 #: The sample panels of Figure 3, in order, after the test images.
@@ -51,7 +52,9 @@ FIG3_PANELS: tuple[Panel, ...] = (
     Panel("annealed_langevin+dn@200", (denoised_label("annealed_langevin"),), 200),
     Panel("annealed_langevin_ref+dn@2700", (denoised_label("annealed_langevin_ref"),
                                             denoised_label("annealed_langevin_ref_1seed")), 2700),
-    Panel("exact samples", (REFERENCE_LABEL,), 0),
+    # An EBM's floor row compares held-out data, so it stores no samples: say why it is empty.
+    Panel("exact samples", (REFERENCE_LABEL,), 0,
+          "none stored\n(an EBM has no\nexact sampler)"),
 )
 MOSAIC = 64  # samples per panel (an 8 × 8 mosaic)
 #: History metric -> (table metric of the MCMC lines, axis label).
@@ -121,7 +124,7 @@ def figure3(data: PlotData) -> Figure:
                               & cells["budget"].astype(int).eq(panel.budget)]
                 stored = [cell for cell in match["cell_id"] if data.has_samples(cell)]
                 samples = data.samples(stored[0]) if stored else None
-                _show(axes[r, c], f"{target}: {panel.title}", samples, "no stored samples")
+                _show(axes[r, c], f"{target}: {panel.title}", samples, panel.missing)
                 found = found or samples is not None
     if not found:
         raise MissingData("no stored samples of the Figure-3 samplers "

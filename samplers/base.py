@@ -294,6 +294,52 @@ class NeuralSampler(Sampler):
         """
         return self.sample(n, generator)
 
+    # -- resumable training ------------------------------------------------------------------
+    def training_snapshot(self, state: TrainingState) -> dict[str, Any]:
+        """Everything of a training in progress that :meth:`init_training` does not rebuild
+        from the same generator state: the weights of every network (each ``nn.Module``
+        attribute of the sampler) and every field of ``state`` (optimisers as their
+        ``state_dict``, dataclasses such as a plateau rule as dicts, tensors cloned).
+
+        A sampler whose training keeps state elsewhere overrides this and
+        :meth:`restore_training`.
+        """
+        def plain(value: Any) -> Any:
+            if isinstance(value, torch.optim.Optimizer):
+                return value.state_dict()
+            if dataclasses.is_dataclass(value):
+                return dataclasses.asdict(value)
+            if isinstance(value, Tensor):
+                return value.detach().clone()
+            if isinstance(value, list | tuple):
+                return [plain(item) for item in value]
+            return value
+
+        modules = {name: module.state_dict() for name, module in vars(self).items()
+                   if isinstance(module, torch.nn.Module)}
+        return {"modules": modules,
+                "state": {field.name: plain(getattr(state, field.name))
+                          for field in dataclasses.fields(state)}}
+
+    def restore_training(self, state: TrainingState, snapshot: dict[str, Any]) -> TrainingState:
+        """Load a :meth:`training_snapshot` into ``state``, freshly made by
+        :meth:`init_training` from the generator state the snapshotted run started from (so
+        the networks, shapes and derived constants already match). Weights are copied into the
+        existing modules in place, so the optimisers keep pointing at them."""
+        for name, weights in snapshot["modules"].items():
+            getattr(self, name).load_state_dict(weights)
+        for name, saved in snapshot["state"].items():
+            current = getattr(state, name)
+            if isinstance(current, torch.optim.Optimizer):
+                current.load_state_dict(saved)
+            elif dataclasses.is_dataclass(current):
+                setattr(state, name, type(current)(**saved))
+            elif isinstance(current, tuple):
+                setattr(state, name, tuple(saved))
+            else:
+                setattr(state, name, saved)
+        return state
+
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to sample again (network weights and their shapes)."""
@@ -309,10 +355,29 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class TrainingCheckpoint:
+    """Where :func:`run_training` keeps a resumable snapshot of a long training.
+
+    Attributes:
+        save: ``save(snapshot)`` writes the driver's snapshot (a dict of tensors, numbers and
+            lists; the caller may add its own entries, e.g. evaluation counts, and should
+            write atomically).
+        resume_from: a snapshot ``save`` wrote earlier for the *same* training (same sampler,
+            parameters, target, seed and code), or ``None`` to start afresh.
+        every_seconds: training seconds between snapshots (``0``: after every iteration).
+    """
+
+    save: Callable[[dict[str, Any]], None]
+    resume_from: dict[str, Any] | None = None
+    every_seconds: float = 300.0
+
+
 def run_training(sampler: NeuralSampler, target: Target, generator: torch.Generator | None,
                  num_iterations: int | None = None, callback: TrainingCallback | None = None,
                  progress: bool = False,
-                 before_step: Callable[[], None] | None = None) -> list[dict]:
+                 before_step: Callable[[], None] | None = None,
+                 checkpoint: TrainingCheckpoint | None = None) -> list[dict]:
     """The one training loop of every neural sampler; writes ``sampler.ledger``.
 
     Args:
@@ -327,6 +392,13 @@ def run_training(sampler: NeuralSampler, target: Target, generator: torch.Genera
         progress: a tqdm bar (only on an interactive terminal).
         before_step: called before every iteration; it may raise to end training (the
             harness's cell deadline).
+        checkpoint: periodic snapshots, and the one to resume from. A resumed training is
+            bit-for-bit the uninterrupted one (weights, optimiser moments, generator state,
+            history): the snapshot holds the generator state training started from, so
+            ``init_training`` rebuilds the same networks, and everything it does not rebuild.
+            ``train_seconds`` counts the iterations that made the result once: work lost
+            after the last snapshot is redone and not counted, nor is the time spent writing
+            snapshots.
 
     Returns:
         History rows ``{"iteration": i, "metric": name, "value": float}`` at every
@@ -340,20 +412,44 @@ def run_training(sampler: NeuralSampler, target: Target, generator: torch.Genera
     num_iterations = params.num_iterations if num_iterations is None else int(num_iterations)
     log_every = int(params.log_every)
     device = torch.device(target.device)
+    resume = checkpoint.resume_from if checkpoint is not None else None
+    if resume is not None:
+        generator.set_state(resume["initial_rng"])
+    initial_rng = generator.get_state()
     state = sampler.init_training(target, num_iterations, generator)
     history: list[dict] = []
     sums: dict[str, Tensor] = {}
     window = 0
-    callback_seconds = 0.0
+    # Seconds excluded from train_seconds: callbacks (reported) and snapshot writes (not).
+    callback_seconds = excluded = done = 0.0
+    if resume is not None:
+        state = sampler.restore_training(state, resume["sampler"])
+        generator.set_state(resume["rng"])
+        history, sums, window = list(resume["history"]), dict(resume["sums"]), resume["window"]
+        callback_seconds, done = resume["callback_seconds"], resume["train_seconds"]
     ledger: dict[str, float] = {"train_iterations": 0, "train_seconds": 0.0,
                                 "callback_seconds": 0.0}
-    bar = tqdm(total=num_iterations, desc=f"train {sampler.name}", leave=False,
-               disable=not (progress and sys.stderr.isatty()))
+    bar = tqdm(total=num_iterations, initial=state.iteration, desc=f"train {sampler.name}",
+               leave=False, disable=not (progress and sys.stderr.isatty()))
+
+    def seconds_so_far() -> float:
+        return done + time.perf_counter() - start - excluded
+
     _synchronize(device)
     start = time.perf_counter()
+    saved_at = done
     while state.iteration < num_iterations and not state.stop:
         if before_step is not None:
             before_step()
+        if checkpoint is not None and seconds_so_far() - saved_at >= checkpoint.every_seconds:
+            tick = time.perf_counter()
+            saved_at = seconds_so_far()
+            checkpoint.save({"initial_rng": initial_rng, "rng": generator.get_state(),
+                             "sampler": sampler.training_snapshot(state),
+                             "history": history, "sums": sums, "window": window,
+                             "train_seconds": saved_at,
+                             "callback_seconds": callback_seconds})
+            excluded += time.perf_counter() - tick
         state, losses = sampler.train_step(target, state, generator)
         bar.update()
         for key, value in losses.items():
@@ -366,13 +462,14 @@ def run_training(sampler: NeuralSampler, target: Target, generator: torch.Genera
         values = {key: float(total.item()) / window for key, total in sums.items()}
         sums, window = {}, 0
         values.update(state.checks)
-        values["train_seconds"] = time.perf_counter() - start - callback_seconds
+        values["train_seconds"] = seconds_so_far()
         if callback is not None and scheduled:
             tick = time.perf_counter()
             with sampler.sampling_weights(state):
                 values.update({key: float(value)
                                for key, value in callback(iteration, sampler).items()})
             callback_seconds += time.perf_counter() - tick
+            excluded += time.perf_counter() - tick
         history.extend({"iteration": iteration, "metric": key, "value": value}
                        for key, value in values.items())
         if losses:
@@ -388,7 +485,7 @@ def run_training(sampler: NeuralSampler, target: Target, generator: torch.Genera
     ledger["train_iterations"] = state.iteration
     ledger.update(sampler.finish_training(target, state))
     _synchronize(device)
-    ledger["train_seconds"] = time.perf_counter() - start - callback_seconds
+    ledger["train_seconds"] = seconds_so_far()
     ledger["callback_seconds"] = callback_seconds
     sampler.ledger = ledger
     return history

@@ -63,7 +63,13 @@ from benchmark.run.deadline import CellTimeout, Deadline
 from benchmark.run.results import CellResult, write_result
 from benchmark.schema import REFERENCE_LABEL
 from benchmark.store import ResultsStore
-from samplers.base import IterativeSampler, NeuralSampler, drive_chain, run_training
+from samplers.base import (
+    IterativeSampler,
+    NeuralSampler,
+    TrainingCheckpoint,
+    drive_chain,
+    run_training,
+)
 from targets.base import Target, make_generator
 from targets.counting import CountingTarget
 from targets.precision import exact_float32
@@ -301,7 +307,8 @@ def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path
     # at most one training iteration.
     history = run_training(sampler, counting, generator, sampler.params.num_iterations,
                            callback=_training_callback(cell, target), progress=progress,
-                           before_step=deadline.check if deadline.seconds is not None else None)
+                           before_step=deadline.check if deadline.seconds is not None else None,
+                           checkpoint=_training_checkpoint(path, counting))
     ledger = {"train_nfe": counting.num_evaluations, "train_hvp": counting.num_hvp,
               "train_iterations": sampler.ledger["train_iterations"],
               "train_seconds": sampler.ledger["train_seconds"]}
@@ -314,7 +321,38 @@ def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path
     temporary = path.with_suffix(f".pt.{os.getpid()}.tmp")
     torch.save({"state": sampler.state_dict(), "ledger": ledger, "history": rows}, temporary)
     os.replace(temporary, path)
+    partial_path(path).unlink(missing_ok=True)
     return ledger, rows
+
+
+#: Training seconds between snapshots of a training in progress: a run stopped (killed, cell
+#: timeout, end of a session) loses at most this much of it.
+CHECKPOINT_SECONDS = 300.0
+
+
+def partial_path(path: Path) -> Path:
+    """The snapshot of an unfinished training beside its cache entry ``path``."""
+    return path.with_suffix(".partial.pt")
+
+
+def _training_checkpoint(path: Path, counting: CountingTarget) -> TrainingCheckpoint:
+    """Snapshots of the training cached at ``path``, with the evaluation counts so far; the
+    snapshot to resume from if a stopped run left one (same train key: same sampler,
+    parameters, target, seed, device and code)."""
+    partial = partial_path(path)
+    resume = None
+    if partial.exists():
+        resume = torch.load(partial, map_location=counting.device, weights_only=True)
+        counting.num_evaluations, counting.num_hvp, counting.num_calls = resume["counts"]
+
+    def save(snapshot: dict[str, Any]) -> None:
+        counts = [counting.num_evaluations, counting.num_hvp, counting.num_calls]
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        temporary = partial.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({**snapshot, "counts": counts}, temporary)
+        os.replace(temporary, partial)
+
+    return TrainingCheckpoint(save=save, resume_from=resume, every_seconds=CHECKPOINT_SECONDS)
 
 
 def _sample_neural(cell: Cell, sampler: NeuralSampler, target: Target,

@@ -2,8 +2,9 @@
 
     python -m benchmark.tools.mfa_figure --out results/mfa/figures
 
-For each available exact-sample image target (``mfa_digits``, ``mfa_mnist``; ``mfa_fashion``
-when its Debian data is installed, else skipped with the reason) one row: 64 exact samples
+For each exact-sample image target (``mfa_digits``, ``mfa_mnist``, ``mfa_fashion``; a target
+whose dataset is missing here, e.g. Fashion-MNIST without its Debian package, is skipped with
+the reason) one row: 64 exact samples
 (seed 0) and 64 randomly chosen (seed 0) test images of the dataset the target was fitted to,
 as 8 x 8 mosaics, pixels clipped to [0, 1] for display. A reader judges at a glance whether
 the target's samples read as digits (garments): these are the reference samples of every FID,
@@ -35,12 +36,12 @@ def panels() -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[str]]:
     for name in TARGETS:
         try:
             target = make_target(name)
+            images = load_dataset(target.dataset).x_test
         except DatasetUnavailable as error:
             skipped.append(f"{name}: {str(error).splitlines()[0]}")
             continue
         with torch.no_grad():
             samples = target.sample(COUNT, make_generator(0)).clamp(0.0, 1.0)
-        images = load_dataset(target.dataset).x_test
         # A seeded random choice: some test splits are stored sorted by class.
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:COUNT]
         test = images[chosen].reshape(COUNT, -1)

@@ -46,6 +46,7 @@ PARAMS_DIR = Path(__file__).resolve().parent / "params"
 PARAMS_SHA256: dict[str, str] = {
     "digits.pt": "3458c2462c3e240d8cf53d9e68277283998df0b3a15cb67eb4658d26c440a593",
     "mnist5k.pt": "9f6a9ef7938ae12429602000380835d0c99a73fa8dfe6042b0c47485059bc602",
+    "fashion_mnist.pt": "6067a264487e8afb68dde74f9d366dfb0d1b724ff099d2efd53cc73d7d1ce9d7",
 }
 
 
@@ -247,9 +248,9 @@ class ImageMFATarget(MFATarget):
 
     @classmethod
     def unavailable_reason(cls, params: Path | str | None = None, **kwargs) -> str | None:
-        """Why this target cannot be built here, or ``None``: its data set is missing (the
-        fashion fit is not shipped and needs the Debian package's files), or its parameter file
-        is. The harness skips such a target with this reason instead of failing every cell."""
+        """Why this target cannot be built here, or ``None``: its parameter file is missing
+        (and, to fit it, its data set). The harness skips such a target with this reason
+        instead of failing every cell."""
         if params is not None or (PARAMS_DIR / cls.params_name).is_file():
             return None  # a shipped or given file: build errors are real errors
         try:
@@ -264,7 +265,7 @@ class ImageMFATarget(MFATarget):
         if params is None:
             path = PARAMS_DIR / self.params_name
             if not path.is_file():
-                # No shipped fit (fashion): say how to get the data first, if that is missing.
+                # No parameter file: say how to get the data first, if that is missing.
                 load_dataset(self.dataset_name)
             sha256 = sha256 if sha256 is not None else PARAMS_SHA256.get(self.params_name) or None
         else:
@@ -338,9 +339,9 @@ class MFAMnist(ImageMFATarget):
 class MFAFashion(ImageMFATarget):
     """One rank-10 factor analyser per class of Fashion-MNIST at 32×32 (d = 1024).
 
-    Not shipped (the data is a Debian package that is often absent): building it without a
-    parameter file raises :class:`~targets.datasets.DatasetUnavailable` when the data is missing,
-    and ``FileNotFoundError`` with the fitting command when only the fit is.
+    Its parameter file is shipped; the data (the Debian package ``dataset-fashion-mnist``) is
+    needed only by what compares with test images (FID against data, the dataset panel):
+    without it those raise :class:`~targets.datasets.DatasetUnavailable`.
     """
 
     name = "mfa_fashion"

@@ -16,7 +16,7 @@ from scipy import stats
 
 from targets import make_target
 from targets.base import make_generator
-from targets.datasets import DatasetUnavailable
+from targets.datasets import DatasetUnavailable, load_dataset
 from targets.datasets.images import FASHION_MNIST_DIR
 from targets.mfa import (
     PARAMS_DIR,
@@ -264,28 +264,21 @@ def test_a_corrupt_parameter_file_is_refused(tmp_path):
         MFADigits(params=tmp_path / "missing.pt")
 
 
-def test_fashion_without_data_raises_dataset_unavailable():
+def test_fashion_is_shipped_and_needs_its_data_only_to_compare_with_test_images():
+    # The fit is shipped: the target, its exact sampler and fid_exact work without the data.
+    assert MFAFashion.unavailable_reason() is None
+    target = MFAFashion()
+    assert target.image_shape == (1, 32, 32) and target.dataset == "fashion_mnist"
+    assert target.sample(4, make_generator(0)).shape == (4, 1024)
     if FASHION_MNIST_DIR.is_dir():
-        pytest.skip(f"Fashion-MNIST is installed in {FASHION_MNIST_DIR}")
-    with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist"):
-        MFAFashion()
-    # The harness skips the target with this reason instead of failing every cell.
-    assert "apt-get install dataset-fashion-mnist" in MFAFashion.unavailable_reason()
+        assert load_dataset("fashion_mnist").x_test.shape[0] == 10_000
+    else:  # what compares with test images says how to get them
+        with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist"):
+            load_dataset("fashion_mnist")
 
 
 def test_shipped_fits_are_available():
     assert MFADigits.unavailable_reason() is None and MFAMnist.unavailable_reason() is None
-
-
-def test_fashion_target():
-    try:
-        target = MFAFashion()
-    except DatasetUnavailable as error:
-        pytest.skip(str(error))
-    except FileNotFoundError as error:  # data installed, fit not made (not shipped)
-        pytest.skip(str(error))
-    assert target.image_shape == (1, 32, 32) and target.dataset == "fashion_mnist"
-    assert target.sample(4, make_generator(0)).shape == (4, 1024)
 
 
 def test_the_samples_beside_test_images_figure_is_written(tmp_path):

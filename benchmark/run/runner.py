@@ -343,6 +343,8 @@ def _training_checkpoint(path: Path, counting: CountingTarget) -> TrainingCheckp
     resume = None
     if partial.exists():
         resume = torch.load(partial, map_location=counting.device, weights_only=True)
+        # Generator states are CPU byte tensors whatever the device (set_state needs that).
+        resume["initial_rng"], resume["rng"] = resume["initial_rng"].cpu(), resume["rng"].cpu()
         counting.num_evaluations, counting.num_hvp, counting.num_calls = resume["counts"]
 
     def save(snapshot: dict[str, Any]) -> None:

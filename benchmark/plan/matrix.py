@@ -27,7 +27,7 @@ A matrix is targets × samplers × budgets × seeds plus the evaluation settings
                                  # target (target.denoise_sigma); the label gets "+dn"
 
     [[overrides]]                # per-(sampler, target) settings: say how they were chosen
-    sampler = "svgd"             # a sampler label
+    sampler = "svgd"             # a sampler label (without "+dn": it applies to both twins)
     target = "rosenbrock"        # a target label
     params = {step_size = 0.02}
     reason = "grid over {0.005,...} on seeds 100-102, best median KSD"
@@ -114,10 +114,15 @@ class Matrix:
     save_samples: bool = False
 
     def sampler_params(self, sampler: SamplerSpec, target: TargetSpec) -> dict[str, Any]:
-        """The sampler's matrix params with any per-target override applied on top."""
+        """The sampler's matrix params with any per-target override applied on top.
+
+        An override names the label without ``+dn`` and applies to the entry *and* its
+        denoised twin, so the pair keeps sharing its random numbers and trained network.
+        """
         params = dict(sampler.params)
         for override in self.overrides:
-            if override.sampler == sampler.label and override.target == target.label:
+            if (override.sampler == (sampler.twin_label or sampler.label)
+                    and override.target == target.label):
                 params.update(override.params)
         return params
 
@@ -383,6 +388,10 @@ def parse_matrix(data: Mapping[str, Any], default_name: str = "matrix",
         if sampler is None:
             raise MatrixError(f"{where}.sampler: unknown sampler label '{entry['sampler']}'; "
                               f"valid choices: {_choices(s.label for s in samplers)}")
+        if sampler.denoise:
+            raise MatrixError(f"{where}.sampler: '{sampler.label}' is the denoised twin of "
+                              f"'{sampler.twin_label}'; name '{sampler.twin_label}' (an override "
+                              f"applies to both, so the pair keeps training the same sampler)")
         if entry["target"] not in {t.label for t in targets}:
             raise MatrixError(f"{where}.target: unknown target label '{entry['target']}'; "
                               f"valid choices: {_choices(t.label for t in targets)}")

@@ -52,6 +52,11 @@ MALFORMED = [
                               "reason": "x"}]), "unknown sampler label 'svgd'"),
     (with_changes(overrides=[{"sampler": "mala", "target": "gaussian",
                               "params": {"step_size": 0.1}}]), "missing key 'reason'"),
+    (with_changes(samplers=[{"name": "mala", "budgets": [5]},
+                            {"name": "mala", "budgets": [5], "denoise": True}],
+                  overrides=[{"sampler": "mala+dn", "target": "gaussian",
+                              "params": {"step_size": 0.1}, "reason": "x"}]),
+     "'mala+dn' is the denoised twin of 'mala'; name 'mala'"),
     (with_changes(samplers=[{"name": "no.such.module:Thing", "budgets": [1]}]),
      "module 'no' of 'no.such.module:Thing' is not an installed package"),
 ]
@@ -80,6 +85,22 @@ def test_overrides_apply_to_their_pair_only():
     gaussian, mog2 = matrix.targets
     assert "step_size" not in matrix.sampler_params(matrix.samplers[0], gaussian)
     assert matrix.sampler_params(matrix.samplers[0], mog2)["step_size"] == 0.3
+
+
+def test_an_override_applies_to_both_denoising_twins():
+    # The +dn twin trains the same network and draws the same random numbers as its pair,
+    # so an override of the pair must reach it too (else it silently trains another sampler).
+    from benchmark.plan.cells import plan_cells
+
+    data = with_changes(targets=["mfa_digits"],
+                        samplers=[{"name": "dft_ns", "budgets": [1]},
+                                  {"name": "dft_ns", "budgets": [1], "denoise": True}],
+                        overrides=[{"sampler": "dft_ns", "target": "mfa_digits",
+                                    "params": {"sampler_lr": 1e-3}, "reason": "test"}])
+    plain, denoised = [c for c in plan_cells(parse_matrix(data)) if c.sampler is not None]
+    assert denoised.denoise and not plain.denoise
+    assert plain.params["sampler_lr"] == denoised.params["sampler_lr"] == 1e-3
+    assert plain.train_key == denoised.train_key and plain.cell_seed == denoised.cell_seed
 
 
 def test_import_path_names_a_user_sampler():

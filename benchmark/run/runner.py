@@ -317,10 +317,7 @@ def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path
              "seed": cell.seed, **row} for row in history]
     # The history travels with the weights, so a store that missed it (killed between the two
     # writes) gets it from the cache on the rerun.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".pt.{os.getpid()}.tmp")
-    torch.save({"state": sampler.state_dict(), "ledger": ledger, "history": rows}, temporary)
-    os.replace(temporary, path)
+    save_atomically({"state": sampler.state_dict(), "ledger": ledger, "history": rows}, path)
     partial_path(path).unlink(missing_ok=True)
     return ledger, rows
 
@@ -328,6 +325,15 @@ def _trained(cell: Cell, sampler: NeuralSampler, target: Target, cache_dir: Path
 #: Training seconds between snapshots of a training in progress: a run stopped (killed, cell
 #: timeout, end of a session) loses at most this much of it.
 CHECKPOINT_SECONDS = 300.0
+
+
+def save_atomically(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it: a run killed while
+    writing leaves the previous file (or none), never a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
 
 
 def partial_path(path: Path) -> Path:
@@ -349,10 +355,7 @@ def _training_checkpoint(path: Path, counting: CountingTarget) -> TrainingCheckp
 
     def save(snapshot: dict[str, Any]) -> None:
         counts = [counting.num_evaluations, counting.num_hvp, counting.num_calls]
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        temporary = partial.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({**snapshot, "counts": counts}, temporary)
-        os.replace(temporary, partial)
+        save_atomically({**snapshot, "counts": counts}, partial)
 
     return TrainingCheckpoint(save=save, resume_from=resume, every_seconds=CHECKPOINT_SECONDS)
 

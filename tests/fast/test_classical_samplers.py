@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from analytic_targets import Gaussian, HalfLineGaussian
 
 from samplers.annealed import AnnealedLangevin, segment_lengths, temperature_schedule
 from samplers.base import run_chain
@@ -22,7 +23,7 @@ from samplers.svgd import (
     median_bandwidth,
     pairwise_squared_distances,
 )
-from targets.base import Target, make_generator
+from targets.base import make_generator
 from targets.counting import CountingTarget
 
 SAMPLERS = [ULA, MALA, SVGD, AnnealedLangevin]
@@ -30,38 +31,6 @@ NAMES = {ULA: "ula", MALA: "mala", SVGD: "svgd", AnnealedLangevin: "annealed_lan
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class Gaussian(Target):
-    """``N(mean, diag(scale^2))`` with an analytic score (no autograd)."""
-
-    name = "test_gaussian"
-
-    def __init__(self, mean, scale, dtype: torch.dtype = torch.float64) -> None:
-        super().__init__(len(mean), dtype=dtype)
-        self.mean = self.tensor(mean)
-        self.scale = self.tensor(scale)
-
-    def log_prob(self, x):
-        return -0.5 * ((x - self.mean) / self.scale).square().sum(-1)
-
-    def score(self, x, create_graph=False):
-        return -(x - self.mean) / self.scale.square()
-
-    def log_prob_and_score(self, x, create_graph=False):
-        return self.log_prob(x), self.score(x)
-
-
-class HalfLineGaussian(Gaussian):
-    """``N(0, 1)`` whose log-density and score are NaN for ``x > 1`` (a broken region)."""
-
-    def log_prob(self, x):
-        value = super().log_prob(x)
-        return torch.where(x[:, 0] > 1.0, torch.full_like(value, math.nan), value)
-
-    def score(self, x, create_graph=False):
-        value = super().score(x)
-        return torch.where(x > 1.0, torch.full_like(value, math.nan), value)
 
 
 def _target(dtype=torch.float64) -> Gaussian:

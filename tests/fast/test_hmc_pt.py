@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from analytic_targets import Gaussian, HalfLineGaussian
 from scipy import stats
 
 from samplers import SAMPLERS
@@ -27,25 +28,6 @@ from targets.counting import CountingTarget
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ALPHA = 1e-3
-
-
-class Gaussian(Target):
-    """``N(mean, diag(scale^2))`` with an analytic score in plain torch ops (autograd works)."""
-
-    name = "test_gaussian"
-
-    def __init__(self, mean, scale, dtype: torch.dtype = torch.float64) -> None:
-        super().__init__(len(mean), dtype=dtype)
-        self.mean, self.scale = self.tensor(mean), self.tensor(scale)
-
-    def log_prob(self, x):
-        return -0.5 * ((x - self.mean) / self.scale).square().sum(-1)
-
-    def score(self, x, create_graph=False):
-        return -(x - self.mean) / self.scale.square()
-
-    def log_prob_and_score(self, x, create_graph=False):
-        return self.log_prob(x), self.score(x)
 
 
 class Quartic(Target):
@@ -64,18 +46,6 @@ class Quartic(Target):
 
     def log_prob_and_score(self, x, create_graph=False):
         return self.log_prob(x), self.score(x)
-
-
-class HalfLineGaussian(Gaussian):
-    """``N(0, 1)`` whose log-density and score are NaN for ``x > 1`` (a broken region)."""
-
-    def log_prob(self, x):
-        value = super().log_prob(x)
-        return torch.where(x[:, 0] > 1.0, torch.full_like(value, math.nan), value)
-
-    def score(self, x, create_graph=False):
-        value = super().score(x)
-        return torch.where(x > 1.0, torch.full_like(value, math.nan), value)
 
 
 def _target(dtype=torch.float64) -> Gaussian:

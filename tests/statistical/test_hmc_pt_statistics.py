@@ -21,48 +21,19 @@ import math
 
 import pytest
 import torch
+from analytic_targets import CorrelatedGaussian
 from scipy import stats
 
 from samplers.base import run_chain
 from samplers.hmc import HMC
 from samplers.tempering import ParallelTempering, swap_replicas
 from targets import make_target
-from targets.base import Target, make_generator
+from targets.base import make_generator
 
 ALPHA = 1e-3
 Z = stats.norm.ppf(1 - ALPHA / 2)  # 3.29: two-sided normal quantile
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class CorrelatedGaussian(Target):
-    """``N(mean, covariance)`` with an analytic score; chains start near a far-away ``start``."""
-
-    name = "test_correlated_gaussian"
-
-    def __init__(self, mean, covariance, start) -> None:
-        super().__init__(len(mean), dtype=torch.float64)
-        self.mean, self.covariance = self.tensor(mean), self.tensor(covariance)
-        self.precision = torch.linalg.inv(self.covariance)
-        self.cholesky = torch.linalg.cholesky(self.covariance)
-        self.start = self.tensor(start)
-
-    def log_prob(self, x):
-        centred = x - self.mean
-        return -0.5 * ((centred @ self.precision) * centred).sum(-1)
-
-    def score(self, x, create_graph=False):
-        return -(x - self.mean) @ self.precision
-
-    def log_prob_and_score(self, x, create_graph=False):
-        return self.log_prob(x), self.score(x)
-
-    def initial_positions(self, n, generator):
-        return self.start + 0.1 * self.randn(n, self.dim, generator=generator)
-
-    def whiten(self, x):
-        """``L^{-1} (x - mean)``: iid ``N(0, I)`` rows for an iid sample of this target."""
-        return torch.linalg.solve_triangular(self.cholesky, (x - self.mean).T, upper=False).T
 
 
 # Standard deviations 1 and 0.5, correlation 0.8 (variance condition number ~15); the start is

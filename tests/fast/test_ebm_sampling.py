@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from plugin_matrix import PLUGIN_DIR, parse_matrix
 from torch import Tensor
 
 from benchmark.plan.cells import plan_cells, resolved_params
-from benchmark.plan.matrix import parse_matrix as parse_matrix_in
 from benchmark.report.plots_ebm import dataset_panel, mosaic
 from benchmark.report.summary import SUMMARY_LAYOUTS, derived_costs, summary_table
 from benchmark.run.runner import run_cell
@@ -29,14 +28,6 @@ from samplers.neural import DFTNS, DFTParams
 from samplers.neural.networks import ConvGenerator, ConvScoreNet
 from targets.base import AnalyticScoreTarget, make_generator
 from targets.counting import CountingTarget
-
-#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
-PLUGIN_DIR = Path(__file__).resolve().parent
-
-
-def parse_matrix(data, **kwargs):
-    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 
 class ToyImageEnergy(AnalyticScoreTarget):

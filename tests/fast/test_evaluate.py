@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import math
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from plugin_matrix import parse_matrix
 
 from benchmark.cli import main
 from benchmark.plan.cells import plan_cells
-from benchmark.plan.matrix import parse_matrix as parse_matrix_in
 from benchmark.plan.plan import make_plan
 from benchmark.run.evaluate import evaluate_store
 from benchmark.run.runner import run_matrix
 from benchmark.store import ResultsStore, samples_path
-
-#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
-PLUGIN_DIR = Path(__file__).resolve().parent
-
-
-def parse_matrix(data, **kwargs):
-    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 TINY = {
     "name": "tiny",

@@ -16,24 +16,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from plugin_matrix import parse_matrix
 
 from benchmark.cli import main
 from benchmark.plan.cells import plan_cells
 from benchmark.plan.estimate import estimate_seconds
-from benchmark.plan.matrix import parse_matrix as parse_matrix_in
 from benchmark.plan.plan import make_plan
 from benchmark.run.deadline import Deadline
 from benchmark.run.runner import run_cell, run_matrix
 from benchmark.schema import COLUMNS, MatrixError
 from benchmark.store import ResultsStore
-
-#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
-PLUGIN_DIR = Path(__file__).resolve().parent
-
-
-def parse_matrix(data, **kwargs):
-    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 HERE = Path(__file__).resolve().parent
 #: Columns that legitimately differ between two runs of the same seeded cells.

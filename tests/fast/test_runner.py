@@ -5,26 +5,17 @@ from __future__ import annotations
 import math
 import shutil
 import textwrap
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from plugin_matrix import PLUGIN_DIR, parse_matrix
 
 from benchmark.cli import main
 from benchmark.plan.cells import plan_cells
-from benchmark.plan.matrix import parse_matrix as parse_matrix_in
 from benchmark.plan.plan import make_plan
 from benchmark.run.runner import run_cell, run_matrix
 from benchmark.schema import COLUMNS
 from benchmark.store import ResultsStore
-
-#: The test plugins (``toy_plugins``, ``slow_plugins``, this module) live beside the tests; the
-#: import-path policy (benchmark.plan.plugins) imports them only from a folder the matrix names.
-PLUGIN_DIR = Path(__file__).resolve().parent
-
-
-def parse_matrix(data, **kwargs):
-    return parse_matrix_in(data, search_dirs=(PLUGIN_DIR,), **kwargs)
 
 TINY = {
     "name": "tiny",

@@ -49,6 +49,9 @@ def time_to_quality_figure(data: PlotData) -> Figure:
     if metric is None:
         raise MissingData(f"none of the quality metrics {', '.join(QUALITY_METRICS)}")
     frame = quality_and_costs(data.rows, metric)
+    # A target whose cells have the metric only as NaN (an EBM's energy distance) has nothing
+    # to draw, and an empty log-scaled panel would fail to render.
+    frame = frame[np.isfinite(frame["mean"])]
     if frame.empty:
         raise MissingData(f"no sampler cells with '{metric}' rows")
     curves = _training_curves(data.history, metric)

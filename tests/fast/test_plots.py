@@ -217,3 +217,18 @@ def test_scaling_figure_skips_a_store_with_one_dimension_per_family(tmp_path):
             store.write_cell(cell_id, [row])
     (result,) = write_figures(tmp_path, names=["scaling"])
     assert result.skipped == "scaling needs a target family at two or more dimensions"
+
+
+def test_time_to_quality_leaves_out_a_target_without_finite_quality(tmp_path):
+    """A target whose cells carry the quality metric only as NaN (as an image EBM's energy
+    distance does) gets no panel, instead of an empty log-scaled one that cannot render."""
+    store = ResultsStore(tmp_path)
+    for target, value in (("donut", 0.1), ("ebm", math.nan)):
+        for seed in SEEDS:
+            cell_id = f"{target}{seed}"
+            row = _row(cell_id, "svgd", 10, seed, value, {"step_size": 0.05})
+            row.update(target=target, target_name=target, metric="energy_distance")
+            store.write_cell(cell_id, [row])
+    (result,) = write_figures(tmp_path, names=["time_to_quality"])
+    assert not result.skipped and result.paths
+

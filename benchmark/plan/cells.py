@@ -165,6 +165,14 @@ class Cell:
         return self.sampler.label if self.sampler else REFERENCE_LABEL
 
     @property
+    def twin_label(self) -> str:
+        """The label without the final denoising step: a cell and its denoised twin share it
+        (and their training, and their random numbers)."""
+        if self.sampler is None:
+            return REFERENCE_LABEL
+        return self.sampler.twin_label or self.sampler.label
+
+    @property
     def is_neural(self) -> bool:
         return self.sampler is not None and self.sampler.kind == "neural"
 
@@ -190,10 +198,8 @@ class Cell:
         # No budget here: common random numbers across budgets (see the module docstring).
         # Nor the denoising step: a denoised cell draws exactly the samples of its undenoised
         # twin before the final step (and trains the same network), so the pair is paired.
-        label = (self.sampler.twin_label or self.sampler.label) if self.sampler \
-            else REFERENCE_LABEL
         return seed_from(self.matrix_seed, self.target.label, dict(self.target.params),
-                         label, self.params, self.seed)
+                         self.twin_label, self.params, self.seed)
 
     @property
     def reference_seed(self) -> int:
@@ -238,13 +244,14 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
 def in_shard(cell: Cell, shard: tuple[int, int] | None) -> bool:
     """Whether ``cell`` belongs to shard ``(index, count)``.
 
-    Shards split by (target, sampler, params, seed), so every budget of one trained sampler
-    lands in the same shard and no trained-sampler key is trained by two shards.
+    Shards split by (target, sampler without its denoising step, params, seed), so every budget
+    of one trained sampler, with and without the final denoising step, lands in the same shard
+    and no trained-sampler key is trained by two shards.
     """
     if shard is None:
         return True
     index, count = shard
-    return seed_from(cell.target.label, cell.sampler_label, cell.params, cell.seed) % count == index
+    return seed_from(cell.target.label, cell.twin_label, cell.params, cell.seed) % count == index
 
 
 def build_target(name: str, params: dict, device: str, dtype: str,

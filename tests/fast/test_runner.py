@@ -191,15 +191,21 @@ def test_store_round_trips_nan_inf_and_empty_reasons(tmp_path):
 def test_shards_partition_the_cells_and_keep_a_trained_sampler_together():
     from benchmark.plan.cells import in_shard
 
-    data = {**TINY, "samplers": [{"name": "mala", "budgets": [1, 2, 3]},
-                                 {"name": "svgd", "budgets": [1, 2]}]}
+    # A denoised entry shares its twin's training: the pair must land in one shard, or two
+    # shards train the same network at once. Six seeds make a split pair all but certain
+    # under a rule that ignores the twin (each pair: 2/3 chance of a split with 3 shards).
+    data = {**TINY, "seeds": list(range(6)),
+            "samplers": [{"name": "mala", "budgets": [1, 2, 3]},
+                         {"name": "mala", "budgets": [1, 2, 3], "denoise": True},
+                         {"name": "svgd", "budgets": [1, 2]}]}
     cells = plan_cells(parse_matrix(data))
+    assert {c.sampler_label for c in cells} >= {"mala", "mala+dn", "svgd"}
     shards = [[c for c in cells if in_shard(c, (i, 3))] for i in range(3)]
     assert sorted(c.cell_id for shard in shards for c in shard) == sorted(c.cell_id for c in cells)
     for shard in shards:
         others = [c for s in shards if s is not shard for c in s]
-        keys = {(c.sampler_label, c.seed) for c in shard}
-        assert not keys & {(c.sampler_label, c.seed) for c in others}
+        keys = {(c.twin_label, c.seed) for c in shard}
+        assert not keys & {(c.twin_label, c.seed) for c in others}
 
 
 def test_bad_shard_is_a_usage_error(capsys):

@@ -14,7 +14,8 @@ What it is for: reading a metric. If a one-class row beats a real sampler's row 
 that metric alone cannot say the real sampler is better than a collapsed one, and Table 3 has
 to be read with the class-coverage columns beside it (docs/metrics.md#one-class-calibration). One
 core; nothing is stored. Metrics that compare with the data set's test images (class TV,
-FID against data) print ``nan`` with the reason when the data set is not installed.
+FID against data) print ``nan`` when the data set is not installed, and the reason once on
+standard error.
 """
 
 from __future__ import annotations
@@ -61,16 +62,20 @@ def class_samples(target: ImageMFATarget, label: int, n: int,
 
 
 def score(samples: Tensor, target: ImageMFATarget, reference: Tensor,
-          metrics: tuple[str, ...], seed: int) -> dict[str, float]:
+          metrics: tuple[str, ...], seed: int,
+          skipped: dict[str, str] | None = None) -> dict[str, float]:
     """Each metric of ``samples`` ``(n, d)`` against ``reference`` ``(n, d)``; ``nan`` where
-    the metric needs a data set that is not installed."""
+    the metric needs a data set that is not installed, with the reason put in ``skipped``
+    (metric name -> message) when given."""
     row = {}
     for name in metrics:
         context = MetricContext(reference=reference, generator=make_generator(seed))
         try:
             row[name] = evaluate_metric(name, samples, target, context)
-        except DatasetUnavailable:
+        except DatasetUnavailable as error:
             row[name] = float("nan")
+            if skipped is not None:
+                skipped[name] = str(error)
     return row
 
 
@@ -80,18 +85,24 @@ def one_class_table(target: ImageMFATarget, n: int, seed: int,
     target, an independent set) and ``mean image`` (``n`` copies of the target's mean).
 
     Every row is scored against the same ``n`` exact samples of the whole target, drawn
-    first from ``seed``; the rows' own samples come from ``seed + 1``.
+    first from ``seed``; the rows' own samples come from ``seed + 1``. A metric that needs an
+    absent data set is ``nan`` in every row; ``table.attrs["skipped"]`` maps it to the reason.
     """
     reference = target.sample(n, make_generator(seed))
     generator = make_generator(seed + 1)
+    skipped: dict[str, str] = {}
     rows = {}
     for label in range(target.num_classes):
         rows[f"class {label} only"] = score(class_samples(target, label, n, generator), target,
-                                            reference, metrics, seed)
-    rows["exact (floor)"] = score(target.sample(n, generator), target, reference, metrics, seed)
+                                            reference, metrics, seed, skipped)
+    rows["exact (floor)"] = score(target.sample(n, generator), target, reference, metrics, seed,
+                                  skipped)
     mean = (target.weights[:, None] * target.means).sum(0)
-    rows["mean image"] = score(mean.expand(n, -1).clone(), target, reference, metrics, seed)
-    return pd.DataFrame.from_dict(rows, orient="index")
+    rows["mean image"] = score(mean.expand(n, -1).clone(), target, reference, metrics, seed,
+                               skipped)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.attrs["skipped"] = skipped
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetUnavailable as error:
         parser.error(str(error))
     table = one_class_table(target, args.n, args.seed)
+    for name, reason in table.attrs["skipped"].items():
+        print(f"{name}: nan in every row: {reason}", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):
         print(f"{args.target}: n = {args.n}, seed {args.seed}; every row against the same "

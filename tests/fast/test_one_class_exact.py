@@ -68,3 +68,23 @@ def test_cli_writes_the_table_and_refuses_other_targets(tmp_path, capsys):
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "'donut' has no exact class-conditional sampler" in message
     assert "mfa_digits, mfa_mnist, mfa_fashion" in message
+
+
+def test_a_metric_without_its_data_set_is_nan_and_its_reason_printed_once(monkeypatch, capsys):
+    import benchmark.tools.one_class_exact as tool
+    from targets.datasets import DatasetUnavailable
+
+    real = tool.evaluate_metric
+
+    def without_test_images(name, samples, target, context):
+        if name == "class_tv":
+            raise DatasetUnavailable("digits test images: not installed (stand-in)")
+        return real(name, samples, target, context)
+
+    monkeypatch.setattr(tool, "evaluate_metric", without_test_images)
+    assert main(["mfa_digits", "--n", "16"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("class_tv: nan in every row: digits test images") == 1
+    table = one_class_table(MFADigits(), 16, 0, metrics=("class_tv", "class_max_share"))
+    assert table["class_tv"].isna().all() and table["class_max_share"].notna().all()
+    assert table.attrs["skipped"] == {"class_tv": "digits test images: not installed (stand-in)"}

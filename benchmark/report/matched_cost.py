@@ -2,10 +2,12 @@
 
 The "100x cheaper" claim of a one-step sampler is a statement at matched quality and cost, so
 this view fixes the cost and reads off the quality. For each target and sampler (its label,
-all budgets together) and for each cost budget ``B``, the entry is the best mean quality
-(:data:`benchmark.report.time_to_quality.QUALITY_METRICS`: energy distance against exact
-samples, FID against data for images; lower is better) over the sampler's budgets whose cost
-per sample is at most ``B``; ``–`` when none is that cheap. Two cost axes:
+all budgets together) and for each cost budget ``B``, the entry is the best mean quality over
+the sampler's budgets whose cost per sample is at most ``B``; ``–`` when none is that cheap. The
+quality metric is the target's own
+(:func:`benchmark.report.time_to_quality.quality_metrics`: energy distance against exact samples
+where the target has them, else FID against data; lower is better), named in each row. Two cost
+axes:
 
 * **target evaluations per sample** (``EVALUATION_BUDGETS``): an iterative sampler's NFE per
   sample (every leapfrog gradient, every replica); a neural sampler's sampling NFE (0, 1 with
@@ -27,7 +29,7 @@ import pandas as pd
 
 from benchmark.report.aggregate import natural_key
 from benchmark.report.formatting import render_markdown
-from benchmark.report.time_to_quality import quality_and_costs, quality_metric
+from benchmark.report.time_to_quality import METRIC_CHOICE, quality_and_costs
 
 #: Target evaluations per sample.
 EVALUATION_BUDGETS: tuple[float, ...] = (1, 10, 100, 1_000, 10_000)
@@ -38,11 +40,13 @@ AMORTISED_OVER = 10_000
 TABLE_NAME = "matched_cost"
 
 
-def cost_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (target, sampler, budget): ``mean`` quality and its costs per sample, one row per
-    cost mode (``"sampling"`` for every sampler, ``"amortised"`` also for neural ones), with
-    ``evaluations`` (per sample) and ``seconds`` (per 1,000 samples)."""
-    frame = quality_and_costs(rows, metric)
+def cost_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, sampler, budget) of every target with a quality metric: ``metric`` (the
+    target's), ``mean`` quality and its costs per sample, one row per cost mode
+    (``"sampling"`` for every sampler, ``"amortised"`` also for neural ones), with
+    ``evaluations`` (per sample) and ``seconds`` (per 1,000 samples); the other columns of
+    :func:`~benchmark.report.time_to_quality.quality_and_costs` ride along."""
+    frame = quality_and_costs(rows)
     if frame.empty:
         return frame
     neural = frame["train_seconds"].notna()
@@ -58,13 +62,16 @@ def cost_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def best_within(frame: pd.DataFrame, column: str, budgets: tuple[float, ...]) -> pd.DataFrame:
-    """Per (target, sampler, mode): for each budget, the best finite mean whose ``column`` cost
-    is at most the budget, as text ``value (@K)``; ``–`` when none is."""
+    """Per (target, sampler, mode): the target's quality ``metric`` and, for each budget, the
+    best finite mean whose ``column`` cost is at most the budget, as text ``value (@K)``; ``–``
+    when none is."""
     records = []
     for (target, sampler, mode), group in frame.groupby(["target", "sampler", "mode"],
                                                         sort=False):
+        # One metric per target (cost_frame), so the budgets compare like with like.
+        record = {"target": target, "sampler": sampler, "cost": mode,
+                  "metric": group["metric"].iloc[0]}
         group = group[np.isfinite(group["mean"]) & np.isfinite(group[column])]
-        record = {"target": target, "sampler": sampler, "cost": mode}
         for budget in budgets:
             within = group[group[column] <= budget * (1 + 1e-9)]
             if within.empty:
@@ -89,35 +96,32 @@ def _budget_label(budget: float) -> str:
     return f"≤ {budget:g}"
 
 
-def matched_cost_frame(rows: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
-    """The store's quality metric and its :func:`cost_frame`, or None without a quality metric
-    or without sampler cells for it.
+def matched_cost_frame(rows: pd.DataFrame) -> pd.DataFrame | None:
+    """The :func:`cost_frame` of the store (each target's quality in its own metric, the
+    ``metric`` column), or None without a sampler cell of a target with a quality metric.
 
     The one source of both the table and the ``quality_vs_cost`` / ``quality_vs_seconds``
     figures (:mod:`benchmark.report.plots_matched_cost`), so the figure's points are the
     candidates the table chooses among.
     """
-    metric = quality_metric(rows)
-    if metric is None:
-        return None
-    frame = cost_frame(rows, metric)
-    return None if frame.empty else (metric, frame)
+    frame = cost_frame(rows)
+    return None if frame.empty else frame
 
 
 def matched_cost_table(rows: pd.DataFrame) -> str | None:
-    """The Markdown of both views (module docstring), or None without a quality metric."""
-    found = matched_cost_frame(rows)
-    if found is None:
+    """The Markdown of both views (module docstring), or None without a target with a quality
+    metric."""
+    frame = matched_cost_frame(rows)
+    if frame is None:
         return None
-    metric, frame = found
     matrices = ", ".join(sorted(rows["matrix"].unique()))
     parts = []
     for column, budgets, unit in (("evaluations", EVALUATION_BUDGETS,
                                    "target evaluations per sample"),
                                   ("seconds", SECONDS_BUDGETS, "seconds per 1,000 samples")):
         table = best_within(frame, column, budgets)
-        caption = (f"Matched cost [{metric}, lower is better; matrix {matrices}]: per target "
-                   f"and sampler, the best mean {metric} over its budgets costing at most the "
+        caption = (f"Matched cost [matrix {matrices}]: {METRIC_CHOICE}. Per target and "
+                   f"sampler, the best mean quality over its budgets costing at most the "
                    f"column's {unit} (@K: the budget that reached it; –: none that cheap). "
                    f"Neural samplers twice: sampling only, and with their training cost "
                    f"(evaluations + HVPs, or seconds) spread over {AMORTISED_OVER:,} samples.")

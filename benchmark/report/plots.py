@@ -246,14 +246,15 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("ablation_sigma_kphi", "DFT-NS mean final KSD per (sigma, K_phi)",
                    ablation_sigma_kphi),
         FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
-        FigureSpec("time_to_quality", "energy distance (FID for images) vs wall-clock: "
-                   "iterative budgets, neural training curves", time_to_quality_figure),
-        FigureSpec("quality_vs_cost", "energy distance (FID for images) vs target "
-                   "evaluations per sample: the matched-cost view, neural samplers sampling-only "
-                   "and amortised", quality_vs_cost),
-        FigureSpec("quality_vs_seconds", "energy distance (FID for images) vs seconds per "
-                   "1,000 samples: the matched-cost view, neural samplers sampling-only and "
-                   "amortised", quality_vs_seconds),
+        FigureSpec("time_to_quality", "energy distance (FID against data where a target has "
+                   "no exact samples) vs wall-clock: iterative budgets, neural training curves",
+                   time_to_quality_figure),
+        FigureSpec("quality_vs_cost", "energy distance (FID against data where a target has "
+                   "no exact samples) vs target evaluations per sample: the matched-cost view, "
+                   "neural samplers sampling-only and amortised", quality_vs_cost),
+        FigureSpec("quality_vs_seconds", "energy distance (FID against data where a target has "
+                   "no exact samples) vs seconds per 1,000 samples: the matched-cost view, "
+                   "neural samplers sampling-only and amortised", quality_vs_seconds),
         FigureSpec("training_blr", "BLR test accuracy and moment errors vs training "
                    "iteration (Figure 4; training histories)", training_blr),
         FigureSpec("fig3_ebm", "image targets: test images beside DFT-NS and KL-NS one step, "

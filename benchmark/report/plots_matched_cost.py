@@ -6,9 +6,10 @@ that table chooses among, so a reader sees the whole trade-off rather than five 
 Both are drawn from :func:`~benchmark.report.matched_cost.matched_cost_frame` — the frame the
 table reads — so a figure and its table can never disagree about a cost.
 
-Per target one panel, y the table's quality metric (energy distance against exact samples;
-FID against data for images; mean over seeds, error bars ± s.e.; log when the panel's values
-span more than a decade):
+Per target one panel, y the target's quality metric, as in the table
+(:func:`~benchmark.report.time_to_quality.quality_metrics`: energy distance against exact
+samples where the target has them, else FID against data; named on the panel's y axis; mean over
+seeds, error bars ± s.e.; log when the panel's values span more than a decade):
 
 * ``quality_vs_cost``: x = target evaluations per sample. The axis is logarithmic above 1 and
   linear between 0 and 1 (matplotlib's ``symlog``), because a one-step neural sampler
@@ -29,6 +30,8 @@ imports matplotlib.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -68,11 +71,11 @@ FLOOR_LABEL = "reference floor (± s.e.)"
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "p", "X", "<", "h", ">", "*", "P")
 LINESTYLES: tuple[str, ...] = ("-", "--")
 #: The points' columns (one row per target, sampler, budget and cost mode).
-POINT_COLUMNS: tuple[str, ...] = ("target", "sampler", "budget", "mode", "neural", "cost",
-                                  "mean", "se")
+POINT_COLUMNS: tuple[str, ...] = ("target", "metric", "sampler", "budget", "mode", "neural",
+                                  "cost", "mean", "se")
 
 
-def quality_cost_points(rows: pd.DataFrame, column: str) -> tuple[str, pd.DataFrame]:
+def quality_cost_points(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     """The plotted points of one cost axis.
 
     Args:
@@ -80,27 +83,27 @@ def quality_cost_points(rows: pd.DataFrame, column: str) -> tuple[str, pd.DataFr
         column: a key of :data:`COST_AXES`.
 
     Returns:
-        ``(metric, points)``: the quality metric, and one row per (target, sampler, budget,
-        mode) with :data:`POINT_COLUMNS` — ``mode`` ``"sampling"`` or ``"amortised"`` (neural
+        One row per (target, sampler, budget, mode) with :data:`POINT_COLUMNS` — ``metric``
+        the target's quality metric, ``mode`` ``"sampling"`` or ``"amortised"`` (neural
         samplers only), ``neural`` whether the sampler has training to amortise, ``cost`` the
         ``column`` cost per sample (per 1,000 samples for seconds), ``mean`` and ``se`` the
-        quality over seeds. Points without a finite cost or mean are left out (and, on the
-        seconds axis, zero seconds, which a log axis cannot show). Sorted by target, sampler,
-        mode (sampling first) and budget.
+        quality (in ``metric``) over seeds. Points without a finite cost or mean are left out
+        (and, on the seconds axis, zero seconds, which a log axis cannot show), so a target
+        whose quality is NaN everywhere gets no point. Sorted by target, sampler, mode
+        (sampling first) and budget.
 
     Raises:
-        MissingData: columns missing, no quality metric, or no finite point.
+        MissingData: columns missing, no target with a quality metric, or no finite point.
     """
     if column not in COST_AXES:
         raise ValueError(f"unknown cost axis '{column}'; valid: {', '.join(COST_AXES)}")
     missing = [name for name in NEEDED_COLUMNS if name not in rows.columns]
     if missing:
         raise MissingData(f"rows lack the column(s) {', '.join(missing)}")
-    found = matched_cost_frame(rows)
-    if found is None:
+    frame = matched_cost_frame(rows)
+    if frame is None:
         raise MissingData(f"no sampler cells with one of the quality metrics "
                           f"{', '.join(QUALITY_METRICS)}")
-    metric, frame = found
     # cost_frame adds an "amortised" row exactly for the cells with training to amortise.
     trained = frame.loc[frame["mode"].eq("amortised"), ["target", "sampler"]]
     neural = pd.MultiIndex.from_frame(frame[["target", "sampler"]]).isin(
@@ -112,20 +115,21 @@ def quality_cost_points(rows: pd.DataFrame, column: str) -> tuple[str, pd.DataFr
         keep &= points["cost"] > 0
     points = points.loc[keep, list(POINT_COLUMNS)]
     if points.empty:
-        raise MissingData(f"no '{metric}' cell with a finite cost in {COST_AXES[column]}")
+        raise MissingData(f"no quality cell with a finite cost in {COST_AXES[column]}")
     order = [(natural_key(str(target)), natural_key(str(sampler)), mode != "sampling", budget)
              for target, sampler, mode, budget in zip(points["target"], points["sampler"],
                                                       points["mode"], points["budget"],
                                                       strict=True)]
     points = points.assign(_key=order).sort_values("_key", kind="mergesort")
-    return metric, points.drop(columns="_key").reset_index(drop=True)
+    return points.drop(columns="_key").reset_index(drop=True)
 
 
-def floor_levels(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per target, the reference floor of ``metric``: ``mean`` and ``se`` (columns), indexed by
-    target; averaged over the floors' ``n`` if a target has several. Empty without floor
-    rows."""
-    reference = rows[rows["metric"].eq(metric) & rows["sampler"].eq(REFERENCE_LABEL)]
+def floor_levels(rows: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
+    """Per target of ``metrics`` (target → its quality metric), the reference floor of that
+    target's metric: ``mean`` and ``se`` (columns), indexed by target; averaged over the floors'
+    ``n`` if a target has several. Targets without floor rows of their metric are left out."""
+    reference = rows[rows["metric"].eq(rows["target"].map(dict(metrics)))
+                     & rows["sampler"].eq(REFERENCE_LABEL)]
     if reference.empty:
         return pd.DataFrame(columns=["mean", "se"])
     return aggregate(reference).groupby("target")[["mean", "se"]].mean()
@@ -230,8 +234,10 @@ def quality_vs(data: PlotData, column: str) -> Figure:
     Raises:
         MissingData: as :func:`quality_cost_points`.
     """
-    metric, points = quality_cost_points(data.rows, column)
-    floors = floor_levels(data.rows, metric)
+    points = quality_cost_points(data.rows, column)
+    # Each panel is of its target's own metric (one per target, from the points themselves).
+    metrics = points.groupby("target")["metric"].first().to_dict()
+    floors = floor_levels(data.rows, metrics)
     targets = sorted(points["target"].unique(), key=natural_key)
     labels = sorted(points["sampler"].unique(), key=natural_key)
     styles = {label: (MARKERS[index % len(MARKERS)], LINESTYLES[index % len(LINESTYLES)])
@@ -241,7 +247,7 @@ def quality_vs(data: PlotData, column: str) -> Figure:
         for ax, target in zip(axes, targets, strict=True):
             floor = floors.loc[target] if target in floors.index else None
             _panel(ax, points[points["target"].eq(target)], floor, data.colors, styles, column,
-                   metric)
+                   metrics[target])
             ax.set_title(target)
         _sampler_legend(figure, axes)
         # The marker key, once for the figure: what filled, hollow and dotted mean.

@@ -220,8 +220,11 @@ def test_scaling_figure_skips_a_store_with_one_dimension_per_family(tmp_path):
 
 
 def test_time_to_quality_leaves_out_a_target_without_finite_quality(tmp_path):
-    """A target whose cells carry the quality metric only as NaN (as an image EBM's energy
-    distance does) gets no panel, instead of an empty log-scaled one that cannot render."""
+    """A target whose cells carry a quality metric only as NaN (as an image EBM's energy
+    distance does) and no other gets no panel, instead of an empty log-scaled one that cannot
+    render."""
+    from benchmark.report.plots_time_to_quality import time_to_quality_figure
+
     store = ResultsStore(tmp_path)
     for target, value in (("donut", 0.1), ("ebm", math.nan)):
         for seed in SEEDS:
@@ -229,6 +232,69 @@ def test_time_to_quality_leaves_out_a_target_without_finite_quality(tmp_path):
             row = _row(cell_id, "svgd", 10, seed, value, {"step_size": 0.05})
             row.update(target=target, target_name=target, metric="energy_distance")
             store.write_cell(cell_id, [row])
+    figure = time_to_quality_figure(PlotData.load(tmp_path))
+    assert [ax.get_title() for ax in figure.axes] == ["donut"]
+    (result,) = write_figures(tmp_path, names=["time_to_quality"])
+    assert not result.skipped and result.paths
+
+
+def test_time_to_quality_panels_show_each_targets_own_metric(tmp_path):
+    """``donut`` has exact samples (energy distance, and an FID that must not be chosen);
+    ``ebm`` has NaN energy distance and FID against data. Each gets a panel in its own metric,
+    with the training curve of that metric's ``<metric>_eval`` history."""
+    from benchmark.report.plots_time_to_quality import time_to_quality_figure
+
+    store = ResultsStore(tmp_path)
+    not_applicable = "not applicable: target 'ebm' does not provide reference"
+    # (target, sampler, budget, train seconds, {metric: per-seed values})
+    cells = [("donut", "svgd", 10, math.nan, {"energy_distance": (0.1, 0.12),
+                                              "fid_data": (5.0, 5.0)}),
+             ("donut", "dft_ns", 1, 60.0, {"energy_distance": (0.2, 0.2),
+                                           "fid_data": (5.0, 5.0)}),
+             ("donut", "reference", 0, math.nan, {"energy_distance": (0.01, 0.01)}),
+             ("ebm", "svgd", 10, math.nan, {"energy_distance": (math.nan, math.nan),
+                                            "fid_data": (30.0, 34.0)}),
+             ("ebm", "dft_ns", 1, 60.0, {"energy_distance": (math.nan, math.nan),
+                                         "fid_data": (50.0, 50.0)}),
+             ("ebm", "reference", 0, math.nan, {"energy_distance": (math.nan, math.nan),
+                                                "fid_data": (4.0, 4.0)})]
+    for target, sampler, budget, train_seconds, metrics in cells:
+        for seed in SEEDS:
+            cell_id = f"{target}-{sampler}-{seed}"
+            rows = []
+            for metric, values in metrics.items():
+                row = _row(cell_id, sampler, budget, seed, values[seed], {}, train_seconds)
+                row.update(target=target, target_name=target, metric=metric,
+                           reason=not_applicable if math.isnan(values[seed]) else "")
+                rows.append(row)
+            store.write_cell(cell_id, rows)
+    # Training curves: each target logs both metrics; only its own may be drawn.
+    curves = {"donut": {"energy_distance_eval": (1.0, 0.5), "fid_data_eval": (999.0, 999.0)},
+              "ebm": {"energy_distance_eval": (math.nan, math.nan),
+                      "fid_data_eval": (200.0, 100.0)}}
+    for target, logged in curves.items():
+        for seed in SEEDS:
+            key = f"{target}-dft_ns-{seed}"
+            history = [{"train_key": key, "target": target, "sampler": "dft_ns", "params": "{}",
+                        "seed": seed, "iteration": iteration, "metric": "train_seconds",
+                        "value": float(iteration)} for iteration in (10, 20)]
+            history += [{"train_key": key, "target": target, "sampler": "dft_ns",
+                         "params": "{}", "seed": seed, "iteration": iteration,
+                         "metric": metric, "value": values[index]}
+                        for metric, values in logged.items()
+                        for index, iteration in enumerate((10, 20))]
+            store.write_history(key, history)
+    figure = time_to_quality_figure(PlotData.load(tmp_path))
+    assert [ax.get_title() for ax in figure.axes] == ["donut", "ebm"]
+    assert [ax.get_ylabel() for ax in figure.axes] == ["energy distance", "fid data"]
+    donut, ebm = ({line.get_label(): line for line in ax.get_lines()} for ax in figure.axes)
+    np.testing.assert_allclose(donut["dft_ns"].get_ydata(), [1.0, 0.5])
+    np.testing.assert_allclose(donut["svgd"].get_ydata(), [0.11])
+    np.testing.assert_allclose(donut["reference floor"].get_ydata(), [0.01, 0.01])
+    np.testing.assert_allclose(ebm["dft_ns"].get_xydata(), [[10.0, 200.0], [20.0, 100.0]])
+    np.testing.assert_allclose(ebm["svgd"].get_ydata(), [32.0])
+    np.testing.assert_allclose(ebm["reference floor"].get_ydata(), [4.0, 4.0])
+    assert all(ax.get_yscale() == "log" for ax in figure.axes)
     (result,) = write_figures(tmp_path, names=["time_to_quality"])
     assert not result.skipped and result.paths
 

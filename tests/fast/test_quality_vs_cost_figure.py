@@ -88,9 +88,9 @@ def _point(points: pd.DataFrame, target: str, sampler: str, mode: str) -> pd.Dat
 
 
 def test_evaluation_points_are_the_hand_computed_costs_and_means():
-    metric, points = quality_cost_points(_rows(), "evaluations")
-    assert metric == METRIC
+    points = quality_cost_points(_rows(), "evaluations")
     assert list(points.columns) == list(POINT_COLUMNS)
+    assert points["metric"].eq(METRIC).all()
     mala = _point(points, "donut", "mala", "sampling")
     assert mala["budget"].tolist() == [10, 100]
     assert mala["cost"].tolist() == pytest.approx([11.0, 101.0])
@@ -119,7 +119,7 @@ def test_evaluation_points_are_the_hand_computed_costs_and_means():
 
 
 def test_seconds_points_are_per_thousand_samples_with_training_spread_like_the_table():
-    _, points = quality_cost_points(_rows(), "seconds")
+    points = quality_cost_points(_rows(), "seconds")
     # 1,000 x sample seconds / n; training: 1,000 x mean training seconds (20) / 10,000 = 2.
     kl_sampling = _point(points, "donut", "kl_ns", "sampling")["cost"].item()
     kl_amortised = _point(points, "donut", "kl_ns", "amortised")["cost"].item()
@@ -130,7 +130,7 @@ def test_seconds_points_are_per_thousand_samples_with_training_spread_like_the_t
 
 
 def test_floor_is_mean_and_se_over_seeds():
-    floors = floor_levels(_rows(), METRIC)
+    floors = floor_levels(_rows(), {"donut": METRIC, "funnel": METRIC})
     assert list(floors.index) == ["donut"]
     assert floors.loc["donut", "mean"] == pytest.approx(0.02)
     assert floors.loc["donut", "se"] == pytest.approx(0.01)
@@ -175,6 +175,38 @@ def test_drawn_lines_carry_the_points():
     seconds = quality_vs_seconds(_data(_rows()))
     assert seconds.axes[0].get_xscale() == "log"
     _assert_xy(_lines(seconds.axes[0])["kl_ns|amortised"], [[0.01 + 2.0, 0.15]])
+
+
+def test_each_panel_shows_its_targets_own_metric():
+    # "ebm" is donut's cells again, as an image EBM: energy distance NaN (no exact samples),
+    # FID against data 100 x donut's values. Its panel must show FID; the others energy distance.
+    donut = _rows()[lambda rows: rows["target"].eq("donut")]
+    ebm = donut.assign(target="ebm", target_name="ebm", cell_id="ebm-" + donut["cell_id"])
+    no_exact = ebm.assign(value=math.nan,
+                          reason="not applicable: target 'ebm' does not provide reference")
+    rows = pd.concat([_rows(), no_exact, ebm.assign(metric="fid_data", value=100 * ebm["value"])],
+                     ignore_index=True)
+    points = quality_cost_points(rows, "evaluations")
+    assert points.groupby("target")["metric"].agg(set).to_dict() == {
+        "donut": {METRIC}, "ebm": {"fid_data"}, "funnel": {METRIC}}
+    kl = _point(points, "ebm", "kl_ns", "amortised")
+    assert kl["mean"].tolist() == pytest.approx([15.0])  # the mean over seeds, in FID
+    assert kl["cost"].tolist() == pytest.approx([0.3])
+    floors = floor_levels(rows, {"donut": METRIC, "ebm": "fid_data"})
+    assert floors["mean"].to_dict() == pytest.approx({"donut": 0.02, "ebm": 2.0})
+    for figure in (quality_vs_cost(_data(rows)), quality_vs_seconds(_data(rows))):
+        panels = [ax for ax in figure.axes if ax.get_title()]
+        assert [ax.get_title() for ax in panels] == ["donut", "ebm", "funnel"]
+        assert [ax.get_ylabel() for ax in panels] == ["energy distance", "fid data",
+                                                      "energy distance"]
+        ebm_lines = _lines(panels[1])
+        assert ebm_lines["mala|sampling"].get_ydata().tolist() == pytest.approx([30.0, 6.0])
+        assert ebm_lines["floor"].get_ydata()[0] == pytest.approx(2.0)
+    # The table reads the same frame: the EBM's rows in FID, not NaN.
+    table = matched_cost_table(rows)
+    ebm_row = next(line for line in table.splitlines()
+                   if line.startswith("| ebm ") and "| kl_ns " in line and "| sampling " in line)
+    assert "| fid_data " in ebm_row and "15 (@1)" in ebm_row
 
 
 def test_cli_draws_both_figures_into_the_store(tmp_path, capsys):

@@ -336,6 +336,7 @@ def test_time_to_quality_matches_the_cheapest_iterative_sampler_at_least_as_good
     assert dft["matched iterative"] == "mala@100"
     assert dft["break-even n"] == "4737"  # 90 / (0.02 - 0.001)
     assert dft["/ floor"] == "×5" and dft["train evals"] == "2000"
+    assert (dft["metric"], dft["quality"]) == ("energy_distance", "0.05 ± 0.01")
     # A store without a neural sampler gets no such table.
     iterative = rows[rows["sampler"].ne("dft_ns")]
     assert "time_to_quality" not in write_tables(iterative, tmp_path / "iterative")
@@ -391,6 +392,84 @@ def test_matched_cost_reads_the_best_quality_within_each_budget(tmp_path):
     amortised = row("dft_ns", "+ training / 10,000")
     assert amortised["≤ 1"] == "0.05 (@1)"  # 0 + 2000 / 10,000 = 0.2 evaluations per sample
     assert (tmp_path / "matched_cost.md").exists()
+
+
+def _two_quality_targets() -> pd.DataFrame:
+    """``donut`` with exact samples (energy distance finite; also an FID, which must not be
+    chosen) and an image-EBM-like ``ebm`` whose energy distance rows are NaN ("not applicable",
+    as the store writes them) and whose quality is FID against data. Each: DFT-NS at one step
+    (NFE 0, trained for 90 s with 2,000 evaluations + HVPs), MALA at 10 and 100, a floor."""
+    def cells(target: str, values: dict[tuple[str, int], list[float]]) -> list[tuple]:
+        return [record for (sampler, budget), seeds in values.items()
+                for record in series(target, sampler, budget, seeds)]
+
+    donut = cells("donut", {("dft_ns", 1): [0.04, 0.06], ("mala", 100): [0.04, 0.04],
+                            ("mala", 10): [0.2, 0.2], ("reference", 0): [0.01, 0.01]})
+    ebm = cells("ebm", {("dft_ns", 1): [30.0, 34.0], ("mala", 100): [20.0, 22.0],
+                        ("mala", 10): [40.0, 40.0], ("reference", 0): [4.0, 4.0]})
+    no_exact = [(target, sampler, budget, seed, math.nan, "ok",
+                 "not applicable: target 'ebm' does not provide reference")
+                for target, sampler, budget, seed, _ in ebm]
+    rows = pd.concat([make_rows(donut, "energy_distance"),
+                      make_rows([(*record[:4], 7.0) for record in donut], "fid_data"),
+                      make_rows(no_exact, "energy_distance"), make_rows(ebm, "fid_data")],
+                     ignore_index=True)
+    neural = rows["sampler"].eq("dft_ns")
+    rows["nfe"] = np.where(neural, 0.0, rows["budget"] + 1.0)
+    rows["sample_seconds"] = np.where(neural, 0.1, np.where(rows["budget"].eq(10), 0.2, 2.0))
+    rows["train_seconds"] = np.where(neural, 90.0, math.nan)
+    rows["train_nfe"] = np.where(neural, 1000.0, math.nan)
+    rows["train_hvp"] = np.where(neural, 1000.0, math.nan)
+    return rows
+
+
+def _markdown_rows(text: str) -> list[dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    return [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True))
+            for line in lines[1:]]
+
+
+def test_time_to_quality_and_matched_cost_choose_the_quality_metric_per_target(tmp_path):
+    from benchmark.report.time_to_quality import quality_and_costs, quality_metrics
+
+    rows = _two_quality_targets()
+    # energy_distance first where it is finite; the EBM's NaN energy distance falls to FID.
+    assert quality_metrics(rows) == {"donut": "energy_distance", "ebm": "fid_data"}
+    frame = quality_and_costs(rows)
+    assert frame.groupby("target")["metric"].agg(set).to_dict() == {
+        "donut": {"energy_distance"}, "ebm": {"fid_data"}}
+    texts = write_tables(rows, tmp_path)
+    caption = texts["time_to_quality"].split("\n\n")[0]
+    assert caption.startswith("Time to quality [matrix synthetic]: the quality metric is chosen "
+                              "per target")
+    table = {(row["target"], row["sampler@budget"]): row
+             for row in _markdown_rows(texts["time_to_quality"])}
+    assert {row["metric"] for key, row in table.items() if key[0] == "donut"} == {
+        "energy_distance"}
+    assert {row["metric"] for key, row in table.items() if key[0] == "ebm"} == {"fid_data"}
+    assert table["donut", "dft_ns@1"]["quality"] == "0.05 ± 0.01"
+    assert table["donut", "dft_ns@1"]["matched iterative"] == "mala@100"
+    # The EBM in FID: real numbers, its floor, and a match among its own (FID) cells: mala@100
+    # (21) is as good as DFT-NS (32), mala@10 (40) is not; break-even 90 / (0.02 - 0.001).
+    ebm = table["ebm", "dft_ns@1"]
+    assert (ebm["quality"], ebm["/ floor"]) == ("32 ± 2", "×8")
+    assert (ebm["matched iterative"], ebm["break-even n"]) == ("mala@100", "4737")
+    assert table["ebm", "mala@10"]["quality"] == "40 ± 0"
+    # Matched cost: the metric per row, each target in its own.
+    text = texts["matched_cost"]
+    assert text.startswith("Matched cost [matrix synthetic]: the quality metric is chosen per "
+                           "target")
+    evaluations = {(row["target"], row["sampler"], row["cost"]): row
+                   for row in _markdown_rows(text.split("\n\n")[1])}
+    assert {row["metric"] for row in evaluations.values()} == {"energy_distance", "fid_data"}
+    assert evaluations["donut", "mala", "sampling"]["metric"] == "energy_distance"
+    assert evaluations["donut", "mala", "sampling"]["≤ 1000"] == "0.04 (@100)"
+    ebm_mala = evaluations["ebm", "mala", "sampling"]
+    assert ebm_mala["metric"] == "fid_data"
+    assert (ebm_mala["≤ 100"], ebm_mala["≤ 1000"]) == ("40 (@10)", "21 (@100)")
+    assert evaluations["ebm", "dft_ns", "sampling"]["≤ 1"] == "32 (@1)"
+    assert evaluations["ebm", "dft_ns", "+ training / 10,000"]["≤ 1"] == "32 (@1)"
 
 
 def test_the_report_page_links_only_files_that_exist_and_shows_every_table(tmp_path):

@@ -45,7 +45,12 @@ def cost_frame(rows: pd.DataFrame) -> pd.DataFrame:
     target's), ``mean`` quality and its costs per sample, one row per cost mode
     (``"sampling"`` for every sampler, ``"amortised"`` also for neural ones), with
     ``evaluations`` (per sample) and ``seconds`` (per 1,000 samples); the other columns of
-    :func:`~benchmark.report.time_to_quality.quality_and_costs` ride along."""
+    :func:`~benchmark.report.time_to_quality.quality_and_costs` ride along.
+
+    The one source of both the table and the ``quality_vs_cost`` / ``quality_vs_seconds``
+    figures (:mod:`benchmark.report.plots_matched_cost`), so the figure's points are the
+    candidates the table chooses among. Empty without a sampler cell of a target with a
+    quality metric."""
     frame = quality_and_costs(rows)
     if frame.empty:
         return frame
@@ -96,23 +101,11 @@ def _budget_label(budget: float) -> str:
     return f"≤ {budget:g}"
 
 
-def matched_cost_frame(rows: pd.DataFrame) -> pd.DataFrame | None:
-    """The :func:`cost_frame` of the store (each target's quality in its own metric, the
-    ``metric`` column), or None without a sampler cell of a target with a quality metric.
-
-    The one source of both the table and the ``quality_vs_cost`` / ``quality_vs_seconds``
-    figures (:mod:`benchmark.report.plots_matched_cost`), so the figure's points are the
-    candidates the table chooses among.
-    """
-    frame = cost_frame(rows)
-    return None if frame.empty else frame
-
-
 def matched_cost_table(rows: pd.DataFrame) -> str | None:
     """The Markdown of both views (module docstring), or None without a target with a quality
     metric."""
-    frame = matched_cost_frame(rows)
-    if frame is None:
+    frame = cost_frame(rows)
+    if frame.empty:
         return None
     matrices = ", ".join(sorted(rows["matrix"].unique()))
     parts = []
@@ -130,4 +123,4 @@ def matched_cost_table(rows: pd.DataFrame) -> str | None:
 
 
 __all__ = ["AMORTISED_OVER", "EVALUATION_BUDGETS", "SECONDS_BUDGETS", "TABLE_NAME",
-           "best_within", "cost_frame", "matched_cost_frame", "matched_cost_table"]
+           "best_within", "cost_frame", "matched_cost_table"]

@@ -3,7 +3,7 @@
 :mod:`benchmark.report.matched_cost` reads a "k times cheaper at the same quality" claim off a
 table: per cost budget, the best quality each sampler reaches. These figures show the points
 that table chooses among, so a reader sees the whole trade-off rather than five columns of it.
-Both are drawn from :func:`~benchmark.report.matched_cost.matched_cost_frame` — the frame the
+Both are drawn from :func:`~benchmark.report.matched_cost.cost_frame` — the frame the
 table reads — so a figure and its table can never disagree about a cost.
 
 Per target one panel, y the target's quality metric, as in the table
@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmark.report.aggregate import aggregate, natural_key
-from benchmark.report.matched_cost import AMORTISED_OVER, matched_cost_frame
+from benchmark.report.matched_cost import AMORTISED_OVER, cost_frame
 from benchmark.report.plots_common import (
     MissingData,
     PlotData,
@@ -100,8 +100,8 @@ def quality_cost_points(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     missing = [name for name in NEEDED_COLUMNS if name not in rows.columns]
     if missing:
         raise MissingData(f"rows lack the column(s) {', '.join(missing)}")
-    frame = matched_cost_frame(rows)
-    if frame is None:
+    frame = cost_frame(rows)
+    if frame.empty:
         raise MissingData(f"no sampler cells with one of the quality metrics "
                           f"{', '.join(QUALITY_METRICS)}")
     # cost_frame adds an "amortised" row exactly for the cells with training to amortise.

@@ -6,8 +6,10 @@ The figures (docs/harness.md#figures), each written as PNG and PDF:
   10/100/200 steps, from stored samples (:mod:`benchmark.report.plots_2d`).
 * ``training_ksd``: KSD on a fixed evaluation batch (history metric ``ksd_eval``) vs training
   iteration, one line per sampler label, one panel per target, log-y, mean ± s.e. over seeds.
-* ``ablation_sigma_kphi``: mean final KSD over seeds per (σ, K_φ) of the DFT-NS cells, one
-  heatmap per target (and per setting of any other parameter that varies).
+* ``ablation_sigma_kphi``: mean over seeds per (σ, K_φ) of the DFT-NS cells, of final KSD and
+  of energy distance / floor (ground truth, where the targets have exact samples), one heatmap
+  per target and metric (and per setting of any other parameter that varies). σ is read as
+  given, or as the fraction of the target's length scale (``sigma_fraction``) when it is not.
 * ``scaling``: KSD and seconds per cell against the dimension ``d`` for targets with a
   ``dim`` parameter (:mod:`benchmark.report.plots_scaling`).
 * ``time_to_quality``: ground-truth quality vs wall-clock, neural training curves beside
@@ -63,7 +65,11 @@ from benchmark.schema import REFERENCE_LABEL
 
 KSD = "ksd"
 HISTORY_KSD = "ksd_eval"
-ABLATION_KEYS = ("sigma", "score_steps")
+#: Parameters the σ × K_φ ablation varies (σ absolutely, or as a fraction of the target's
+#: length scale ℓ, which is how the neural defaults set it).
+ABLATION_KEYS = ("sigma", "sigma_fraction", "score_steps")
+#: Heatmap rows of the ablation, in order, with their colour-bar labels.
+ABLATION_METRICS = {KSD: "KSD", "energy_distance": "energy distance / floor"}
 PANEL = (3.2, 2.6)
 
 
@@ -105,27 +111,39 @@ def training_ksd(data: PlotData) -> Figure:
     return figure
 
 
+def _sigma_setting(params: dict) -> tuple[str, float]:
+    """The σ axis of one DFT-NS cell: ``("σ", sigma)`` when σ is given, else
+    ``("σ / ℓ", sigma_fraction)``, the fraction of the target's length scale ℓ (the defaults)."""
+    if params.get("sigma") is not None:
+        return "σ", float(params["sigma"])
+    return "σ / ℓ", float(params["sigma_fraction"])
+
+
 def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean final KSD per DFT-NS (target, sampler, budget), with σ, K_φ and a variant name."""
-    dft = rows[rows["metric"].eq(KSD) & (rows["sampler_name"].eq("dft_ns")
-                                         | rows["sampler"].str.startswith("dft"))]
+    """Per DFT-NS (target, sampler, budget) and ablation metric: the mean over seeds (energy
+    distance divided by its floor), with the σ axis, K_φ and a variant name."""
+    dft = rows[rows["metric"].isin(ABLATION_METRICS) & (rows["sampler_name"].eq("dft_ns")
+                                                        | rows["sampler"].str.startswith("dft"))]
     if dft.empty:
         raise MissingData("no DFT-NS KSD cells")
     params = (dft.drop_duplicates(["target", "sampler", "budget"])
               .set_index(["target", "sampler", "budget"])["params"].map(json.loads))
-    params = params[params.map(lambda p: all(key in p for key in ABLATION_KEYS))]
+    params = params[params.map(lambda p: "score_steps" in p
+                               and ("sigma" in p or "sigma_fraction" in p))]
     # An ablation varies (sigma, K_phi) within a target; a per-target sigma (e.g. scaled to
     # each BLR posterior) is not one, and would leave all-empty heatmaps.
-    settings = params.map(lambda p: tuple(p[key] for key in ABLATION_KEYS))
+    settings = params.map(lambda p: (_sigma_setting(p), p["score_steps"]))
     per_target = settings.groupby(level="target").nunique()
     params = params[params.index.get_level_values("target").isin(
         per_target[per_target >= 2].index)]
     if params.empty:
         raise MissingData("DFT-NS cells do not vary sigma and score_steps")
-    # Any other parameter that differs between the cells (e.g. gradient full/partial) splits
-    # them into variants, shown as separate heatmap rows rather than averaged together.
+    # Any other parameter that differs between the cells (e.g. gradient full/partial, or σ
+    # given absolutely in some cells and as a fraction of ℓ in others) splits them into
+    # variants, shown as separate heatmap rows rather than averaged together.
     others = pd.DataFrame([{k: json.dumps(v) for k, v in p.items() if k not in ABLATION_KEYS}
                            for p in params], index=params.index)
+    others["σ axis"] = [json.dumps(_sigma_setting(p)[0]) for p in params]
     others["budget"] = others.index.get_level_values("budget").astype(str)
     varying = [column for column in others.columns if others[column].nunique() > 1]
     variant = pd.Series("", index=others.index)
@@ -133,39 +151,53 @@ def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
         variant = others[varying].apply(
             lambda row: ", ".join(f"{key}={json.loads(value)}" for key, value in row.items()),
             axis=1)
-    summary = aggregate(dft)
-    summary = summary.set_index(["target", "sampler", "budget"]).loc[params.index].reset_index()
-    summary["sigma"] = [p["sigma"] for p in params]
-    summary["score_steps"] = [p["score_steps"] for p in params]
-    summary["variant"] = variant.to_numpy()
-    return summary
+    keys = ["target", "sampler", "budget"]
+    # The floor rows come along so that aggregate() can attach each metric's floor.
+    floors = rows[rows["metric"].isin(ABLATION_METRICS) & rows["sampler"].eq(REFERENCE_LABEL)]
+    summary = aggregate(pd.concat([dft, floors])).set_index(keys)
+    summary = summary[summary.index.isin(params.index)].reset_index()
+    # Energy distance spans decades across targets: shown relative to its floor (ground truth).
+    relative = summary["metric"].ne(KSD) & (summary["floor_mean"] > 0)
+    summary.loc[relative, "mean"] = summary["mean"] / summary["floor_mean"]
+    summary = summary[summary["metric"].eq(KSD) | relative]
+    info = pd.DataFrame({"sigma_axis": [_sigma_setting(p)[0] for p in params],
+                         "sigma": [_sigma_setting(p)[1] for p in params],
+                         "score_steps": [p["score_steps"] for p in params],
+                         "variant": variant.to_numpy()}, index=params.index)
+    return summary.join(info, on=keys)
 
 
 def ablation_sigma_kphi(data: PlotData) -> Figure:
-    """Heatmaps of mean final KSD over (σ rows, K_φ columns): targets across, variants down."""
+    """Heatmaps over (σ rows, K_φ columns): targets across; down, each ablation metric (KSD,
+    then energy distance / floor where the targets have exact samples) for each variant."""
     cells = _ablation_cells(data.rows)
     targets = _targets(cells)
-    variants = sorted(cells["variant"].unique())
+    panels = [(metric, variant) for metric in ABLATION_METRICS
+              if cells["metric"].eq(metric).any()
+              for variant in sorted(cells["variant"].unique())]
     with figure_style():
-        figure, axes = new_figure(len(variants), len(targets), (3.0, 2.6))
-        for row, variant in enumerate(variants):
+        figure, axes = new_figure(len(panels), len(targets), (3.0, 2.6))
+        for row, (metric, variant) in enumerate(panels):
+            label = ABLATION_METRICS[metric]
             for column, target in enumerate(targets):
                 ax = axes[row, column]
-                table = cells[cells["target"].eq(target) & cells["variant"].eq(variant)]
+                table = cells[cells["target"].eq(target) & cells["variant"].eq(variant)
+                              & cells["metric"].eq(metric)]
                 grid = table.pivot_table(index="sigma", columns="score_steps", values="mean",
                                          aggfunc="mean", dropna=False)
                 values = grid.to_numpy()
                 positive = values[np.isfinite(values) & (values > 0)]
-                # KSD may span decades across σ: then colour on a log scale, else linear.
+                # Values may span decades across σ: then colour on a log scale, else linear.
                 norm = None
                 if positive.size and positive.max() > 10 * positive.min():
                     norm = LogNorm(positive.min(), positive.max())
-                sns.heatmap(grid, ax=ax, annot=True, fmt=".2g", cmap="rocket_r", norm=norm,
-                            cbar_kws={"label": "KSD"}, annot_kws={"fontsize": 7})
+                sns.heatmap(grid, ax=ax, annot=True, fmt=".3g", cmap="rocket_r", norm=norm,
+                            cbar_kws={"label": label}, annot_kws={"fontsize": 7})
                 ax.grid(False)
                 ax.set_xlabel("K_φ (score steps)")
-                ax.set_ylabel("σ")
-                ax.set_title(f"{target}" + (f"\n{variant}" if variant else ""), fontsize=8)
+                ax.set_ylabel(" or ".join(sorted(table["sigma_axis"].unique())) or "σ")
+                title = f"{target}: {label}" + (f"\n{variant}" if variant else "")
+                ax.set_title(title, fontsize=8)
     return figure
 
 
@@ -243,7 +275,8 @@ FIGURES: dict[str, FigureSpec] = {
           for target in FIG1_TARGETS),
         FigureSpec("training_ksd", "KSD vs training iteration (training histories)",
                    training_ksd),
-        FigureSpec("ablation_sigma_kphi", "DFT-NS mean final KSD per (sigma, K_phi)",
+        FigureSpec("ablation_sigma_kphi", "DFT-NS mean KSD and energy distance / floor per "
+                   "(sigma, K_phi)",
                    ablation_sigma_kphi),
         FigureSpec("frontier", "KSD vs wall-clock seconds, every sampler", frontier),
         FigureSpec("time_to_quality", "energy distance (FID against data where a target has "

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.report.plots import FIGURES, write_figures
+from benchmark.report.plots import FIGURES, _ablation_cells, write_figures
 from benchmark.report.plots_2d import dft_label, sample_window
 from benchmark.report.plots_common import MissingData, PlotData, sampler_colors
 from benchmark.report.plots_scaling import scaling_points
@@ -135,6 +135,39 @@ def test_ablation_needs_varying_sigma_and_score_steps(tmp_path):
                                            10.0, "dft_ns")])
     results = write_figures(tmp_path, names=["ablation_sigma_kphi"])
     assert results[0].skipped == "DFT-NS cells do not vary sigma and score_steps"
+
+
+def test_ablation_reads_sigma_fraction_and_divides_energy_distance_by_its_floor(tmp_path):
+    # The defaults give σ as a fraction of the target's length scale (sigma = None): the σ axis
+    # is that fraction. Energy distance (ground truth) is shown relative to its floor.
+    store = ResultsStore(tmp_path)
+    floor_ed = 0.01
+    cells = [("reference", "reference", 0, {}, {"energy_distance": floor_ed, "ksd": 0.05})]
+    for fraction in (0.2, 0.4):
+        for steps in (1, 2):
+            params = {"sigma": None, "sigma_fraction": fraction, "score_steps": steps}
+            cells.append((f"dft_f{fraction}_k{steps}", "dft_ns", 1, params,
+                          {"energy_distance": fraction * steps, "ksd": 1.0}))
+    for index, (label, name, budget, params, values) in enumerate(cells):
+        for seed in SEEDS:
+            cell_id = f"c{index}s{seed}"
+            rows = []
+            for metric, value in values.items():
+                row = _row(cell_id, label, budget, seed, value, params, 10.0, name)
+                rows.append({**row, "metric": metric})
+            store.write_cell(cell_id, rows)
+    data = PlotData.load(tmp_path)
+    cells_frame = _ablation_cells(data.rows)
+    assert set(cells_frame["sigma_axis"]) == {"σ / ℓ"}
+    assert set(cells_frame["variant"]) == {""}  # nothing else varies
+    ed = cells_frame[cells_frame["metric"].eq("energy_distance")].set_index(
+        ["sigma", "score_steps"])["mean"]
+    for (fraction, steps), ratio in ed.items():
+        # Stored as text (round-trips float64 exactly), one mean of equal values, one division.
+        assert ratio == pytest.approx(fraction * steps / floor_ed, rel=4 * np.finfo(float).eps)
+    assert len(ed) == 4 and cells_frame["metric"].eq("ksd").sum() == 4
+    result = write_figures(tmp_path, names=["ablation_sigma_kphi"])[0]
+    assert not result.skipped and result.paths[0].stat().st_size > 1000
 
 
 def test_samples_file_must_hold_a_samples_tensor(tmp_path):

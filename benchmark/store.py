@@ -152,7 +152,11 @@ class ResultsStore:
         return (self.history_dir / f"{train_key}.csv").exists()
 
     def write_history(self, train_key: str, rows: Iterable[Mapping]) -> None:
+        """Store one training's history rows. ``params`` is written on the first row only: it is
+        the same on every row of one training (~700 characters of JSON, which would be ~85% of a
+        long training's file); :meth:`load_history` copies it back to the other rows."""
         frame = pd.DataFrame(list(rows), columns=list(HISTORY_COLUMNS))
+        frame.loc[frame.index[1:], "params"] = ""
         _atomic_write_csv(self.history_dir / f"{train_key}.csv", frame)
 
     def load(self) -> pd.DataFrame:
@@ -210,7 +214,12 @@ class ResultsStore:
                                                         "cell_id"])
 
     def load_history(self) -> pd.DataFrame:
-        return self._load(self.history_dir, HISTORY_COLUMNS, ["train_key", "metric", "iteration"])
+        """Every stored history row (columns :data:`HISTORY_COLUMNS`), with ``params`` on every
+        row again. Older files, which repeat it on every row, load the same."""
+        frame = self._load(self.history_dir, HISTORY_COLUMNS, ["train_key", "metric", "iteration"])
+        params = frame["params"].mask(frame["params"].eq(""))
+        frame["params"] = params.groupby(frame["train_key"]).transform("first")
+        return frame
 
     @staticmethod
     def _load(directory: Path, columns: tuple[str, ...], order: list[str]) -> pd.DataFrame:

@@ -363,6 +363,30 @@ def test_reports_read_only_planned_cells_and_their_trainings(tmp_path):
     assert sorted(store.load()["cell_id"]) == ["new", "old"]  # still on disk
 
 
+def test_history_files_store_params_once_and_load_them_on_every_row(tmp_path):
+    # A long training logs hundreds of rows with the same ~700-character params: the file
+    # keeps them on its first row; loading restores them on every row, so reports still tell
+    # the two configurations' trainings apart (as in the test above, over several rows each).
+    store = ResultsStore(tmp_path)
+    configs = (("old", '{"sigma":0.05}', 2.0), ("new", '{"sigma":null}', 0.1))
+    for cell_id, params, value in configs:
+        row = make_rows([("donut", "dft_ns", 1, 0, value)], "energy_distance").iloc[0].to_dict()
+        store.write_cell(cell_id, [{**row, "cell_id": cell_id, "params": params}])
+        store.write_history(cell_id, [{"train_key": cell_id, "target": "donut",
+                                       "sampler": "dft_ns", "params": params, "seed": 0,
+                                       "iteration": iteration, "metric": "ksd_eval",
+                                       "value": value} for iteration in (100, 200, 300)])
+    text = (tmp_path / "history" / "new.csv").read_text()
+    assert text.count("sigma") == 1
+    history = store.load_history()
+    for cell_id, params, _ in configs:
+        assert history.loc[history["train_key"].eq(cell_id), "params"].tolist() == [params] * 3
+    store.write_plan("m", [{"cell_id": "new", "target": "donut", "sampler": "dft_ns",
+                            "budget": 1, "seed": 0}])
+    _, current = store.load_current()
+    assert current["value"].tolist() == [0.1] * 3 and set(current["train_key"]) == {"new"}
+
+
 def test_matched_cost_reads_the_best_quality_within_each_budget(tmp_path):
     # mala@10 (NFE 11) 0.2, mala@100 (NFE 101) 0.04; dft_ns@1 0.05 at NFE 0 with 2000 training
     # evaluations + HVPs: 0.2 per sample amortised over 10,000 samples.

@@ -62,7 +62,7 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     from benchmark.store import ResultsStore
 
     store = ResultsStore(store_dir)
-    rows, _ = store.load_current()
+    rows, history = store.load_current()
     if rows.empty:
         raise UsageError(f"no results in '{store_dir}' (expected {store_dir}/cells/*.csv)")
     stored = sorted(rows["metric"].unique())
@@ -70,7 +70,8 @@ def _print_tables(store_dir: Path, metrics: list[str] | None = None) -> None:
     if unknown:
         raise UsageError(f"no rows for metric(s) {', '.join(unknown)} in '{store_dir}'; "
                          f"stored metrics: {', '.join(stored)}")
-    for text in write_tables(rows, store_dir / "tables", metrics, store.load_plan()).values():
+    for text in write_tables(rows, store_dir / "tables", metrics, store.load_plan(),
+                             history).values():
         print(f"\n{text}")
 
 

@@ -9,8 +9,10 @@ over seeds with the marks (bold best, † below floor) of :mod:`benchmark.report
 
 :func:`write_tables` writes those (``ess`` in its own layout, :mod:`benchmark.report.ess`),
 the summary tables (:mod:`benchmark.report.summary`), the
-time-to-quality table (:mod:`benchmark.report.time_to_quality`), ``aggregate.csv`` and the list
-of planned cells not run yet.
+time-to-quality and matched-cost tables (:mod:`benchmark.report.time_to_quality`), the
+training-quality table when training histories are given
+(:mod:`benchmark.report.training_quality`), ``aggregate.csv`` and the list of planned cells
+not run yet.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from benchmark.report.matched_cost import TABLE_NAME as MATCHED_COST
 from benchmark.report.matched_cost import matched_cost_table
 from benchmark.report.summary import write_summaries
 from benchmark.report.time_to_quality import TABLE_NAME, time_to_quality_table
+from benchmark.report.training_quality import TABLE_NAME as TRAINING_QUALITY
+from benchmark.report.training_quality import training_quality_table
 from benchmark.store import atomic_write_bytes
 
 ROW_INDEX = "sampler@budget"
@@ -175,7 +179,8 @@ def render_missing(rows: pd.DataFrame, plan: pd.DataFrame) -> str | None:
 
 def write_tables(rows: pd.DataFrame, directory: str | Path,
                  metrics: Sequence[str] | None = None,
-                 plan: pd.DataFrame | None = None) -> dict[str, str]:
+                 plan: pd.DataFrame | None = None,
+                 history: pd.DataFrame | None = None) -> dict[str, str]:
     """Write ``<metric>.md`` and ``<metric>.tex`` per metric and ``aggregate.csv`` (all metrics),
     and, when ``plan`` lists cells with no rows, :data:`MISSING_FILE`.
 
@@ -188,6 +193,8 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         directory: output directory (created).
         metrics: metrics to tabulate (default: every metric in ``rows``, sorted).
         plan: planned cells (``ResultsStore(root).load_plan()``); None or empty: no check.
+        history: training histories of the rows' neural samplers (``ResultsStore(root).
+            load_current()[1]``); None: no training-quality table.
 
     Returns:
         ``{metric: Markdown text}`` in the order tabulated, then ``{layout: Markdown text}``
@@ -202,8 +209,10 @@ def write_tables(rows: pd.DataFrame, directory: str | Path,
         atomic_write_bytes(directory / f"{metric}.md", texts[metric].encode())
         atomic_write_bytes(directory / f"{metric}.tex", render(rows, metric, "latex").encode())
     texts.update(write_summaries(rows, directory))  # summary layouts (Tables 2 and 3)
+    training = training_quality_table(rows, history) if history is not None else None
     for name, text in ((TABLE_NAME, time_to_quality_table(rows)),
-                       (MATCHED_COST, matched_cost_table(rows))):
+                       (MATCHED_COST, matched_cost_table(rows)),
+                       (TRAINING_QUALITY, training)):
         if text is not None:
             texts[name] = text
             atomic_write_bytes(directory / f"{name}.md", text.encode())

@@ -44,8 +44,8 @@ def test_there_are_committed_stores_with_tables():
 def test_committed_tables_regenerate_byte_for_byte(store, tmp_path):
     results = ResultsStore(store)
     # As `table` does: the cells the recorded plans name (superseded cells stay on disk).
-    rows, _ = results.load_current()
-    write_tables(rows, tmp_path, plan=results.load_plan())
+    rows, history = results.load_current()
+    write_tables(rows, tmp_path, plan=results.load_plan(), history=history)
     committed = sorted(p.name for p in (store / "tables").iterdir())
     regenerated = sorted(p.name for p in tmp_path.iterdir())
     assert committed == regenerated

@@ -16,6 +16,7 @@ registry is involved and nothing leaks between calls.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,14 +54,34 @@ def sampler_colors(labels: Iterable[str]) -> dict[str, tuple[float, float, float
 
     The same set of labels always gets the same colours, whatever the order rows were read in,
     so a sampler has one colour across every figure of a store. ``tab10`` is used up to ten
-    labels (distinct, colour-blind-friendlier), evenly spaced ``husl`` hues beyond. The floor
-    (``reference``) is always black.
+    labels (distinct, colour-blind-friendlier); up to twenty, its ten colours and then their
+    light ``tab20`` partners (evenly spaced hues would put twelve labels 30° apart, too close
+    to tell apart); beyond, evenly spaced ``husl`` hues handed out with a stride so that labels
+    adjacent in natural order — variants of one sampler, such as ``dft_ns``, ``dft_ns_mlp``,
+    ``dft_ns_partial`` — get hues far apart. The floor (``reference``) is always black.
     """
     names = sorted({label for label in labels if label != REFERENCE_LABEL}, key=natural_key)
-    palette = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    if len(names) <= 20:
+        pairs = sns.color_palette("tab20", 20)  # (dark, light) pairs of the tab10 hues
+        palette = (pairs[0::2] + pairs[1::2])[:len(names)]
+    else:
+        hues = sns.color_palette("husl", len(names))
+        stride = _coprime_stride(len(names))
+        palette = [hues[(index * stride) % len(names)] for index in range(len(names))]
     colors = {name: tuple(color) for name, color in zip(names, palette, strict=True)}
     colors[REFERENCE_LABEL] = REFERENCE_COLOR
     return colors
+
+
+def _coprime_stride(count: int) -> int:
+    """A step through ``count`` evenly spaced hues that visits each once (coprime to
+    ``count``) and moves about 0.38 of the circle (1 − 1/φ, the golden-angle step) each time."""
+    target = round(0.382 * count)
+    for offset in range(count):
+        for step in (target + offset, target - offset):
+            if 1 <= step < count and math.gcd(step, count) == 1:
+                return step
+    return 1
 
 
 @dataclass

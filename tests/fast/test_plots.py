@@ -7,6 +7,7 @@ The store holds a donut target with a floor, SVGD at 10/100/200, DFT-NS full/par
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -17,6 +18,7 @@ matplotlib.use("Agg")  # no display; figures are built with the object-oriented 
 import matplotlib.image
 import numpy as np
 import pytest
+import seaborn as sns
 import torch
 
 from benchmark.cli import main
@@ -186,6 +188,27 @@ def test_sampler_colors_fixed_per_label_set():
     assert colors == sampler_colors(reversed(labels))
     assert colors["reference"] == (0.0, 0.0, 0.0)
     assert len(set(colors.values())) == len(labels)
+
+
+def test_up_to_twenty_labels_take_tab10_then_its_light_partners():
+    labels = [f"s{index:02d}" for index in range(12)]
+    colors = [sampler_colors(labels)[label] for label in labels]
+    assert colors[:10] == list(sns.color_palette("tab10", 10))
+    pairs = sns.color_palette("tab20", 20)
+    assert colors[10:] == [pairs[1], pairs[3]]
+
+
+def test_many_labels_get_distinct_hues_far_apart_for_neighbours():
+    # Beyond twenty labels the palette is husl hues; neighbours in natural order (variants of
+    # one sampler) must not get neighbouring hues: each step moves >= 2 of the spaced hues.
+    labels = [f"s{index:02d}" for index in range(24)]
+    colors = sampler_colors(labels)
+    hues = sns.color_palette("husl", len(labels))
+    positions = [hues.index(colors[label]) for label in labels]
+    assert sorted(positions) == list(range(len(labels)))  # every hue used once
+    for first, second in itertools.pairwise(positions):
+        distance = min((first - second) % len(labels), (second - first) % len(labels))
+        assert distance >= 2
 
 
 def test_fig1_selection_and_window():

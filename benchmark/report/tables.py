@@ -9,10 +9,10 @@ over seeds with the marks (bold best, † below floor) of :mod:`benchmark.report
 
 :func:`write_tables` writes those (``ess`` in its own layout, :mod:`benchmark.report.ess`),
 the summary tables (:mod:`benchmark.report.summary`), the
-time-to-quality and matched-cost tables (:mod:`benchmark.report.time_to_quality`), the
-training-quality table when training histories are given
-(:mod:`benchmark.report.training_quality`), ``aggregate.csv`` and the list of planned cells
-not run yet.
+time-to-quality table (:mod:`benchmark.report.time_to_quality`), the matched-cost table
+(:mod:`benchmark.report.matched_cost`), the training-quality table when training histories are
+given (:mod:`benchmark.report.training_quality`), ``aggregate.csv`` and the list of planned
+cells not run yet.
 """
 
 from __future__ import annotations

@@ -125,17 +125,19 @@ def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
     dft = rows[rows["metric"].isin(ABLATION_METRICS) & (rows["sampler_name"].eq("dft_ns")
                                                         | rows["sampler"].str.startswith("dft"))]
     if dft.empty:
-        raise MissingData("no DFT-NS KSD cells")
+        raise MissingData("no DFT-NS cells with KSD or energy distance")
     params = (dft.drop_duplicates(["target", "sampler", "budget"])
               .set_index(["target", "sampler", "budget"])["params"].map(json.loads))
     params = params[params.map(lambda p: "score_steps" in p
                                and ("sigma" in p or "sigma_fraction" in p))]
     # An ablation varies (sigma, K_phi) within a target; a per-target sigma (e.g. scaled to
     # each BLR posterior) is not one, and would leave all-empty heatmaps.
-    settings = params.map(lambda p: (_sigma_setting(p), p["score_steps"]))
+    sigma = params.map(_sigma_setting)
+    settings = pd.Series([(axis, p["score_steps"]) for axis, p in zip(sigma, params, strict=True)],
+                         index=params.index)
     per_target = settings.groupby(level="target").nunique()
-    params = params[params.index.get_level_values("target").isin(
-        per_target[per_target >= 2].index)]
+    keep = params.index.get_level_values("target").isin(per_target[per_target >= 2].index)
+    params, sigma = params[keep], sigma[keep]
     if params.empty:
         raise MissingData("DFT-NS cells do not vary sigma and score_steps")
     # Any other parameter that differs between the cells (e.g. gradient full/partial, or σ
@@ -143,7 +145,7 @@ def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
     # variants, shown as separate heatmap rows rather than averaged together.
     others = pd.DataFrame([{k: json.dumps(v) for k, v in p.items() if k not in ABLATION_KEYS}
                            for p in params], index=params.index)
-    others["σ axis"] = [json.dumps(_sigma_setting(p)[0]) for p in params]
+    others["σ axis"] = [json.dumps(axis) for axis, _ in sigma]
     others["budget"] = others.index.get_level_values("budget").astype(str)
     varying = [column for column in others.columns if others[column].nunique() > 1]
     variant = pd.Series("", index=others.index)
@@ -160,8 +162,8 @@ def _ablation_cells(rows: pd.DataFrame) -> pd.DataFrame:
     relative = summary["metric"].ne(KSD) & (summary["floor_mean"] > 0)
     summary.loc[relative, "mean"] = summary["mean"] / summary["floor_mean"]
     summary = summary[summary["metric"].eq(KSD) | relative]
-    info = pd.DataFrame({"sigma_axis": [_sigma_setting(p)[0] for p in params],
-                         "sigma": [_sigma_setting(p)[1] for p in params],
+    info = pd.DataFrame({"sigma_axis": [axis for axis, _ in sigma],
+                         "sigma": [value for _, value in sigma],
                          "score_steps": [p["score_steps"] for p in params],
                          "variant": variant.to_numpy()}, index=params.index)
     return summary.join(info, on=keys)

@@ -76,6 +76,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
         MetricInfo("sliced_wasserstein", "Sliced W2", REFERENCE, flag_below_floor=True),
         MetricInfo("w2", "W2 (exact)", REFERENCE, flag_below_floor=True),
         MetricInfo("mmd", "MMD² (RBF, U)", REFERENCE),
+        MetricInfo("knn_precision", "k-NN precision", REFERENCE, lower_is_better=False),
+        MetricInfo("knn_recall", "k-NN recall", REFERENCE, lower_is_better=False),
         # Chain efficiency of Markov-chain samplers (benchmark/metrics/ess.py)
         MetricInfo("ess", "min ESS / evaluation", NOTHING, lower_is_better=False,
                    sampler_requires=TRACE),

@@ -44,6 +44,7 @@ from benchmark.metrics.ksd import (
     score_in_chunks,
 )
 from benchmark.metrics.modes import mode_recall, mode_weight_error
+from benchmark.metrics.support import K_NEAREST, knn_precision, knn_recall
 from benchmark.metrics.transport import (
     NUM_PROJECTIONS,
     W2_MAX_POINTS,
@@ -94,6 +95,14 @@ def _w2(samples: Tensor, target: Target, context: MetricContext) -> float:
 
 def _mmd_u(samples: Tensor, target: Target, context: MetricContext) -> float:
     return float(mmd_squared(samples, context.reference))
+
+
+def _knn_precision(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(knn_precision(samples, context.reference))
+
+
+def _knn_recall(samples: Tensor, target: Target, context: MetricContext) -> float:
+    return float(knn_recall(samples, context.reference))
 
 
 _IMQ = IMQKernel()
@@ -152,6 +161,18 @@ _CORE_METRICS: dict[str, Metric] = {
                      "pairwise distances of the reference samples (lower median; evenly strided "
                      "subsample of 2000 points when m > 2000)",
             _mmd_u),
+        Metric.declared(
+            "knn_precision", f"share of the samples inside the union of balls around the "
+                             f"reference samples, each of radius the distance to its "
+                             f"k-th nearest reference neighbour, k = {K_NEAREST} (Kynkaanniemi "
+                             f"et al. 2019); floor: two independent reference sets at the same n",
+            _knn_precision),
+        Metric.declared(
+            "knn_recall", f"share of the reference samples inside the union of balls around the "
+                          f"samples, each of radius the distance to its k-th nearest sample "
+                          f"neighbour, k = {K_NEAREST} (Kynkaanniemi et al. 2019); floor: two "
+                          f"independent reference sets at the same n",
+            _knn_recall),
         Metric.declared(
             "ess", f"min over coordinates of ArviZ bulk ESS (rank-normalised, split chains) of "
                    f"the first min({TRACE_CHAINS}, n) chains over the second half of the run "

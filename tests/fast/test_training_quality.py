@@ -35,7 +35,10 @@ def store_frames():
         + _history("donut", "dft_ns+dn", 1, "energy_distance_eval",
                    {100: 0.8, 200: 0.4, 400: 0.1})
         # Logged, but not the target's quality metric: not read.
-        + _history("donut", "dft_ns", 0, "ksd_eval", {100: 9.0, 200: 0.01, 300: 0.001}),
+        + _history("donut", "dft_ns", 0, "ksd_eval", {100: 9.0, 200: 0.01, 300: 0.001})
+        # The held-out monitor: seed 0 blows up (last / best 12), seed 1 ends at its lowest.
+        + _history("donut", "dft_ns", 0, "monitor_ksd", {250: 1.0, 500: 0.5, 750: 6.0})
+        + _history("donut", "dft_ns+dn", 1, "monitor_ksd", {250: 0.4, 500: 0.2}),
         columns=list(HISTORY_COLUMNS))
     return rows, history
 
@@ -51,6 +54,8 @@ def test_first_best_last_per_training(store_frames):
         0.8, 0.1, 400, 0.1, 400]
     assert summary.loc[0, "last_over_best"] == pytest.approx(2.5, rel=4 * EPS)
     assert summary.loc[1, "last_over_best"] == 1.0
+    assert summary.loc[0, "monitor_last_over_best"] == pytest.approx(12.0, rel=4 * EPS)
+    assert summary.loc[1, "monitor_last_over_best"] == 1.0
 
 
 def test_table_averages_over_seeds(store_frames):
@@ -58,9 +63,18 @@ def test_table_averages_over_seeds(store_frames):
     text = training_quality_table(rows, history)
     line = next(line for line in text.splitlines() if line.startswith("| donut"))
     cells = [cell.strip() for cell in line.split("|")[1:-1]]
-    # first 0.9 ± 0.1, best 0.15 ± 0.05 at 300, last 0.3 ± 0.2 at 350, last/best 1.75 ± 0.75.
+    # first 0.9 ± 0.1, best 0.15 ± 0.05 at 300, last 0.3 ± 0.2 at 350, last/best 1.75 ± 0.75;
+    # monitor last/best (12 + 1) / 2 = 6.5 ± 5.5, one of the two seeds above 10x.
     assert cells == ["donut", "dft_ns", "energy_distance", "2", "0.9 ± 0.1", "0.15 ± 0.05",
-                     "300", "0.3 ± 0.2", "350", "1.75 ± 0.75"]
+                     "300", "0.3 ± 0.2", "350", "1.75 ± 0.75", "6.5 ± 5.5", "1 of 2"]
+
+
+def test_trainings_without_a_monitor_leave_its_columns_empty(store_frames):
+    rows, history = store_frames
+    text = training_quality_table(rows, history[history["metric"].ne("monitor_ksd")])
+    line = next(line for line in text.splitlines() if line.startswith("| donut"))
+    assert [cell.strip() for cell in line.split("|")[1:-1]][-2:] == ["", ""]
+    assert "monitor blow-ups" in text.splitlines()[2]
 
 
 def test_written_only_with_histories(store_frames, tmp_path):

@@ -280,7 +280,8 @@ def test_supported_metrics_follow_provides():
     assert supported_metrics(NoReference(2)) == ["ksd", "ksd_rbf", "ksd_u", "ess"]
     # Sample-distance metrics need exact reference samples; mode metrics need modes.
     assert supported_metrics(Gaussian(2)) == ["ksd", "ksd_rbf", "ksd_u", "energy_distance",
-                                              "sliced_wasserstein", "w2", "mmd", "ess"]
+                                              "sliced_wasserstein", "w2", "mmd",
+                                              "knn_precision", "knn_recall", "ess"]
     assert set(supported_metrics(TwoModes())) >= CORE_METRICS
 
 
